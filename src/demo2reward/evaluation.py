@@ -1,0 +1,134 @@
+"""Evaluation of one policy (and the reward it was trained on) on held-out prompts and preferences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
+from demo2reward.params import EvaluateParams
+from demo2reward.reward import score
+from demo2reward.rollout import generate
+from demo2reward.task import Oracle, prompt_text, response_text
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def sequence_logprobs(model, tokenizer, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 256) -> np.ndarray:
+    """log π(y | x), summed over the completion's tokens (its closing EOS included)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        ps, cs = prompts[start : start + batch_size], completions[start : start + batch_size]
+        prompt_ids = _encode(tokenizer, [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in ps])
+        full_ids = _encode(tokenizer, [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(ps, cs, strict=True)])
+        width = max(map(len, full_ids))
+        ids = torch.full((len(full_ids), width), tokenizer.pad_token_id)
+        mask = torch.zeros_like(ids)
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for i, (pi, fi) in enumerate(zip(prompt_ids, full_ids, strict=True)):
+            ids[i, width - len(fi) :] = torch.tensor(fi)
+            mask[i, width - len(fi) :] = 1
+            target[i, width - len(fi) + len(pi) :] = True
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+        out.append((logp * target[:, 1:].to(device)).sum(-1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def _pair_accuracy(chosen_scores: np.ndarray, rejected_scores: np.ndarray) -> float:
+    if len(chosen_scores) == 0:
+        return float("nan")
+    return float(np.mean((chosen_scores > rejected_scores) + 0.5 * (chosen_scores == rejected_scores)))
+
+
+def _assistant(texts: list[str]) -> list[list[dict]]:
+    return [[{"role": "assistant", "content": t}] for t in texts]
+
+
+def evaluate_policy(
+    policy_path: str | Path,
+    sft_path: str | Path,
+    heldout: list[dict],
+    heldout_prefs: list[dict],
+    oracle: Oracle,
+    p: EvaluateParams,
+    seed: int,
+    reward_model_path: str | Path | None = None,
+    implicit_reference_path: str | Path | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """Metrics of one policy, and its greedy answers for inspection.
+
+    The reward whose accuracy is measured is the learned reward model at `reward_model_path`, or, if
+    `implicit_reference_path` is given instead, the implicit reward log π(y|x) − log π_ref(y|x).
+    """
+    tokenizer = load_tokenizer(policy_path)
+    policy = load_policy(policy_path)
+    sft = load_policy(sft_path)
+    prompts = [h["prompt"] for h in heldout]
+    posts = [prompt_text(x) for x in prompts]
+    demos = [response_text(h["completion"]) for h in heldout]
+    gen = {"max_new_tokens": p.max_new_tokens, "batch_size": p.batch_size}
+
+    greedy = [g[0] for g in generate(policy, tokenizer, prompts, temperature=None, seed=seed, desc="greedy", **gen)]
+    sampled = generate(policy, tokenizer, prompts, temperature=1.0, num_return_sequences=2, seed=seed, desc="sample", **gen)
+    first, second = [s[0] for s in sampled], [s[1] for s in sampled]
+
+    r_greedy, r_first, r_second = oracle.reward(posts, greedy), oracle.reward(posts, first), oracle.reward(posts, second)
+    metrics: dict[str, float] = {
+        "true_reward_mean": float(r_greedy.mean()),
+        "true_reward_mean_sampled": float(r_first.mean()),
+        "win_rate_vs_demos": oracle.win_rate(posts, greedy, demos),
+        "win_rate_vs_demos_sampled": oracle.win_rate(posts, first, demos),
+        "response_length_mean": float(np.mean([len(g.split()) for g in greedy])),
+        "response_length_mean_sampled": float(np.mean([len(s.split()) for s in first])),
+    }
+    for key in oracle.world.diagnostics(posts[0], first[0]):
+        metrics[f"{key}_mean_sampled"] = float(np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)]))
+
+    kl = sequence_logprobs(policy, tokenizer, prompts, _assistant(first)) - sequence_logprobs(sft, tokenizer, prompts, _assistant(first))
+    metrics["kl_to_sft"] = float(kl.mean())
+
+    pref_prompts = [h["prompt"] for h in heldout_prefs]
+    # Two samples of the current policy, labelled by the oracle: the ranking RL actually needs.
+    distinct = r_first != r_second
+    better_first = r_first > r_second
+    pp_prompts = [x for x, d in zip(prompts, distinct, strict=True) if d]
+    pp_chosen = _assistant([a if b else c for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
+    pp_rejected = _assistant([c if b else a for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
+    metrics["policy_pairs"] = float(len(pp_prompts))
+
+    if reward_model_path is not None:
+        rm = load_reward_model(reward_model_path)
+        rm_tok = load_tokenizer(reward_model_path)
+        metrics["proxy_reward_mean"] = float(score(rm, rm_tok, prompts, _assistant(greedy)).mean())
+        metrics["proxy_reward_mean_sampled"] = float(score(rm, rm_tok, prompts, _assistant(first)).mean())
+
+        def reward_fn(ps, cs):
+            return score(rm, rm_tok, ps, cs)
+    elif implicit_reference_path is not None:
+        ref = load_policy(implicit_reference_path)
+
+        def reward_fn(ps, cs):
+            return sequence_logprobs(policy, tokenizer, ps, cs) - sequence_logprobs(ref, tokenizer, ps, cs)
+    else:
+        reward_fn = None
+
+    if reward_fn is not None:
+        metrics["reward_accuracy"] = _pair_accuracy(
+            reward_fn(pref_prompts, [h["chosen"] for h in heldout_prefs]),
+            reward_fn(pref_prompts, [h["rejected"] for h in heldout_prefs]),
+        )
+        metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected))
+
+    answers = [
+        {"prompt": x, "demonstration": d, "greedy": g, "sample": s, "true_reward_greedy": float(r)}
+        for x, d, g, s, r in zip(posts, demos, greedy, first, r_greedy, strict=True)
+    ]
+    return metrics, answers

@@ -1,0 +1,28 @@
+"""Synthetic preference pairs: the demonstration is chosen, the policy's rollout is rejected."""
+
+from __future__ import annotations
+
+from demo2reward.task import response_text
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def build_pairs(rollouts: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """Pair each rollout with its prompt's demonstration, dropping pairs whose two sides are identical.
+
+    An identical pair carries no preference and would push the reward model both ways at once.
+    """
+    pairs, identical = [], 0
+    for row in rollouts:
+        if _norm(response_text(row["demonstration"])) == _norm(response_text(row["completion"])):
+            identical += 1
+            continue
+        pairs.append({"prompt": row["prompt"], "chosen": row["demonstration"], "rejected": row["completion"]})
+    return pairs, {"pairs": len(pairs), "identical_dropped": identical, "rollouts": len(rollouts)}
+
+
+def pool_pairs(previous: list[dict], new: list[dict], accumulate: bool) -> list[dict]:
+    """The pairs the reward model trains on: all iterations' so far, or only this one's."""
+    return [*previous, *new] if accumulate else list(new)

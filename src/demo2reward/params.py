@@ -1,0 +1,192 @@
+"""Typed schema of `params.yaml`, validated before any stage computes anything.
+
+Each section belongs to the stage of the same name (DVC convention), and every field carries its help
+text. A bad value fails with one message that names the key, e.g. ``policy.beta: must be > 0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match the schema."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskParams(Section):
+    name: Literal["synthetic"] = Field("synthetic", description="Which task `prepare` builds.")
+    n_train: int = Field(1500, ge=8, description="Training prompts, each with one demonstration.")
+    n_heldout: int = Field(200, ge=4, description="Held-out prompts (win rate, true reward, policy pairs).")
+    n_heldout_pairs: int = Field(600, ge=4, description="Held-out human-style preference pairs.")
+    n_pretrain: int = Field(8000, ge=8, description="Documents in the unlabelled pretraining corpus.")
+    n_words: int = Field(16, ge=6, le=64, description="Content words in the world's vocabulary.")
+    post_distinct: int = Field(6, ge=4, description="Distinct content words per post.")
+    summary_size: int = Field(3, ge=1, description="How many of the most salient words a summary should name.")
+    demo_temperature: float = Field(
+        0.1, gt=0, description="Noise of the Boltzmann-rational expert: p(y|x) ∝ exp(r*(x,y)/T)."
+    )
+    label_temperature: float = Field(
+        0.1, gt=0, description="Noise of the simulated labeller: P(a ≻ b) = σ((r*(a) − r*(b))/T)."
+    )
+    filler_rate: float = Field(
+        0.35, ge=0, le=1, description="Chance that a token of a pretraining reply is a filler (the base habit)."
+    )
+
+
+class ModelParams(Section):
+    hidden_size: int = Field(64, ge=8, description="Hidden size of the tiny Llama policy and reward model.")
+    intermediate_size: int = Field(128, ge=8, description="MLP size.")
+    num_hidden_layers: int = Field(2, ge=1, description="Transformer layers.")
+    num_attention_heads: int = Field(4, ge=1, description="Attention heads.")
+    max_position_embeddings: int = Field(64, ge=16, description="Longest sequence the model accepts.")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelParams:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("num_attention_heads must divide hidden_size")
+        return self
+
+
+class TrainParams(Section):
+    """Shared fields of the supervised trainers (pretrain, sft, reward)."""
+
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the data.")
+    batch_size: int = Field(32, ge=1, description="Examples per optimiser step.")
+
+
+class PretrainParams(TrainParams):
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (linear decay).")
+    epochs: float = Field(2.0, gt=0, description="Passes over the pretraining corpus.")
+
+
+class SFTParams(TrainParams):
+    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (linear decay).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the demonstrations.")
+
+
+class RolloutParams(Section):
+    per_prompt: int = Field(4, ge=1, description="Samples per training prompt. One per prompt taught the RM nothing.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
+    max_new_tokens: int = Field(12, ge=1, description="Longest rollout, in tokens.")
+    batch_size: int = Field(256, ge=1, description="Prompts per generate() call.")
+
+
+class PairsParams(Section):
+    accumulate: bool = Field(True, description="Pool the pairs of all iterations so far (True) or use this one's.")
+
+
+class RewardParams(TrainParams):
+    init: Literal["sft", "warm"] = Field("sft", description="Start each RM from SFT, or from the previous RM.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the pairs.")
+    validation_fraction: float = Field(0.1, ge=0, lt=1, description="Pairs held back to log validation accuracy.")
+
+
+class PolicyParams(Section):
+    optimizer: Literal["rloo", "grpo", "online_dpo"] = Field("rloo", description="TRL online RL trainer.")
+    beta: float = Field(0.1, gt=0, description="KL penalty coefficient; must be > 0 (GRPO's default of 0 is refused).")
+    kl_reference: Literal["sft", "previous"] = Field(
+        "previous", description="KL reference: the SFT model (paper) or the previous policy (authors' code)."
+    )
+    learning_rate: float = Field(1e-4, gt=0, description="Constant learning rate.")
+    steps: int = Field(100, ge=1, description="Optimiser steps per iteration.")
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (group size for RLOO/GRPO).")
+    batch_size: int = Field(64, ge=2, description="Completions per optimiser step.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature during RL.")
+    max_new_tokens: int = Field(12, ge=1, description="Longest completion during RL.")
+
+    @model_validator(mode="after")
+    def _groups_fit_batch(self) -> PolicyParams:
+        if self.batch_size % self.num_generations:
+            raise ValueError("batch_size must be a multiple of num_generations")
+        return self
+
+
+class EvaluateParams(Section):
+    max_new_tokens: int = Field(12, ge=1, description="Longest evaluated answer, in tokens.")
+    batch_size: int = Field(256, ge=1, description="Prompts per generate() / scoring call.")
+
+
+class TrackingParams(Section):
+    experiment: str = Field("demo2reward", min_length=1, description="MLflow experiment name.")
+
+
+class Iteration(Section):
+    prev: Annotated[int, Field(ge=0, description="Index of the iteration it starts from (0 = SFT).")]
+
+
+class Params(Section):
+    seed: int = Field(0, ge=0, description="Seed of the task, the models and the samplers.")
+    threads: int = Field(2, ge=1, description="CPU threads per stage.")
+    task: TaskParams = TaskParams()
+    model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
+    sft: SFTParams = SFTParams()
+    rollout: RolloutParams = RolloutParams()
+    pairs: PairsParams = PairsParams()
+    reward: RewardParams = RewardParams()
+    policy: PolicyParams = PolicyParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+    iterations: dict[str, Iteration] = Field(
+        default_factory=lambda: {str(k): Iteration(prev=k - 1) for k in (1, 2, 3)},
+        description="The unrolled loop: item 'k' is iteration k, which starts from iteration `prev` = k-1; K = its size.",
+    )
+
+    @model_validator(mode="after")
+    def _iterations_chain(self) -> Params:
+        if not self.iterations:
+            raise ValueError("iterations: K must be at least 1 (add '1': {prev: 0})")
+        for i, (key, it) in enumerate(self.iterations.items(), start=1):
+            if key != str(i) or it.prev != i - 1:
+                raise ValueError(f"iterations: item {i} must be '{i}': {{prev: {i - 1}}}, got '{key}': {{prev: {it.prev}}}")
+        return self
+
+    @property
+    def K(self) -> int:  # noqa: N802 - the paper's name
+        return len(self.iterations)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}" if e["loc"] else f"  {msg}")
+    return "invalid params:\n" + "\n".join(lines)
+
+
+def parse_params(raw: dict) -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as err:
+        raise ParamsError(_format(err)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping")
+    return parse_params(raw)

@@ -1,0 +1,100 @@
+"""The explicit reward model: Bradley-Terry on demo-vs-rollout pairs with TRL `RewardTrainer`."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from trl import RewardConfig, RewardTrainer
+
+from demo2reward.artifacts import atomic_dir
+from demo2reward.modeling import load_reward_model, load_tokenizer
+from demo2reward.params import RewardParams
+from demo2reward.training import trainer_kwargs
+
+
+@torch.no_grad()
+def score(model, tokenizer, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 256) -> np.ndarray:
+    """The reward model's scalar for each (prompt, completion) conversation."""
+    model.eval()
+    device = next(model.parameters()).device
+    texts = [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(prompts, completions, strict=True)]
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        out.append(model(**batch.to(device)).logits[:, 0].float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
+    """Fraction of pairs where the chosen response scores higher; a tie counts half."""
+    if not pairs:
+        return float("nan")
+    prompts = [p["prompt"] for p in pairs]
+    c = score(model, tokenizer, prompts, [p["chosen"] for p in pairs])
+    r = score(model, tokenizer, prompts, [p["rejected"] for p in pairs])
+    return float(np.mean((c > r) + 0.5 * (c == r)))
+
+
+def _standardise(model, tokenizer, pairs: list[dict]) -> dict[str, float]:
+    """Rescale the score head so rewards on the training responses have unit std.
+
+    Then the KL coefficient β means the same thing every iteration. A constant offset does not matter:
+    RLOO and GRPO subtract a per-prompt baseline.
+    """
+    prompts = [p["prompt"] for p in pairs] * 2
+    completions = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+    s = score(model, tokenizer, prompts, completions)
+    std = float(s.std()) or 1.0
+    model.score.weight.data /= std
+    return {"score_std_before": std, "score_mean_before": float(s.mean())}
+
+
+def fit_reward_model(
+    init: str | Path, tokenizer_path: str | Path, pairs: list[dict], p: RewardParams, out: str | Path, seed: int, max_length: int
+) -> dict[str, float]:
+    tokenizer = load_tokenizer(tokenizer_path)
+    model = load_reward_model(init, tokenizer)
+    rng = random.Random(seed)
+    shuffled = pairs[:]
+    rng.shuffle(shuffled)
+    n_val = int(len(shuffled) * p.validation_fraction)
+    val, train = shuffled[:n_val], shuffled[n_val:]
+    with atomic_dir(out) as tmp:
+        config = RewardConfig(
+            **trainer_kwargs(str(tmp / "trainer"), seed),
+            learning_rate=p.learning_rate,
+            num_train_epochs=p.epochs,
+            per_device_train_batch_size=p.batch_size,
+            per_device_eval_batch_size=256,
+            lr_scheduler_type="linear",
+            max_length=max_length,
+            eval_strategy="no",
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(train),
+            eval_dataset=Dataset.from_list(val) if val else None,
+            processing_class=tokenizer,
+        )
+        result = trainer.train()
+        metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}
+        history = [h for h in trainer.state.log_history if "accuracy" in h]
+        if history:
+            metrics["train_accuracy_last"] = float(history[-1]["accuracy"])
+        if val:
+            ev = trainer.evaluate()
+            metrics["val_loss"] = float(ev["eval_loss"])
+            metrics["val_accuracy"] = float(ev.get("eval_accuracy", preference_accuracy(model, tokenizer, val)))
+        model = trainer.model
+        metrics.update(_standardise(model, tokenizer, train))
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    metrics.update({"pairs_train": len(train), "pairs_val": len(val)})
+    return metrics

@@ -1,0 +1,126 @@
+"""MLflow mirroring: one parent run per pipeline run, one child run per executed stage.
+
+The files under `metrics/` are the source of truth (a cached DVC stage does not run, so it logs
+nothing); MLflow mirrors them so that runs can be compared in the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+PIPELINE_TAG = "demo2reward.pipeline"
+
+
+def repo_root() -> Path:
+    """The DVC repository root; inside a queued `dvc exp run`, DVC_ROOT names the parent repository."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / ".dvc").is_dir() or (d / "dvc.yaml").is_file():
+            return d
+    return here
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else an absolute SQLite store at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def _git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "nogit"
+
+
+def pipeline_name(params_digest: str) -> str:
+    """DVC_EXP_NAME during `dvc exp run`, else the git revision plus a hash of the params."""
+    return os.environ.get("DVC_EXP_NAME") or f"{_git_rev()}-{params_digest}"
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v}
+
+
+class StageRun:
+    """What a stage logs: its child run's params and metrics, and per-iteration metrics on the parent."""
+
+    def __init__(self, client, parent_id: str, child_id: str):
+        self.client, self.parent_id, self.child_id = client, parent_id, child_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, prefix: str = "") -> None:
+        import mlflow.entities
+
+        now = int(time.time() * 1000)
+        batch = [mlflow.entities.Metric(f"{prefix}{k}", v, now, step or 0) for k, v in _finite(metrics).items()]
+        if batch:
+            self.client.log_batch(self.child_id, metrics=batch)
+
+    def log_pipeline_metrics(self, metrics: Mapping[str, float], step: int, prefix: str = "") -> None:
+        """Per-iteration metrics on the parent run, so the UI plots them against k."""
+        import mlflow.entities
+
+        now = int(time.time() * 1000)
+        batch = [mlflow.entities.Metric(f"{prefix}{k}", v, now, step) for k, v in _finite(metrics).items()]
+        if batch:
+            self.client.log_batch(self.parent_id, metrics=batch)
+
+    def finish_pipeline(self) -> None:
+        self.client.set_terminated(self.parent_id, status="FINISHED")
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping | None = None) -> Iterator[StageRun]:
+    """Open (or find) the pipeline's parent run and a child run for `stage`; log params and timing."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    name = pipeline_name(params_digest)
+    found = client.search_runs([exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{name}'", max_results=1)
+    if found:
+        parent_id = found[0].info.run_id
+    else:
+        parent = client.create_run(exp_id, run_name=name, tags={PIPELINE_TAG: name, "params_digest": params_digest})
+        parent_id = parent.info.run_id
+    child = client.create_run(
+        exp_id,
+        run_name=stage,
+        tags={"mlflow.parentRunId": parent_id, PIPELINE_TAG: name, "stage": stage},
+    )
+    run = StageRun(client, parent_id, child.info.run_id)
+    if params:
+        import mlflow.entities
+
+        flat = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(flat), 100):
+            client.log_batch(child.info.run_id, params=flat[i : i + 100])
+    start = time.perf_counter()
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        run.log_metrics({"stage_seconds": time.perf_counter() - start})
+        client.set_terminated(child.info.run_id, status=status)

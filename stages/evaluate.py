@@ -1,0 +1,40 @@
+"""evaluate: one policy and its reward on held-out prompts and held-out preference pairs."""
+
+import argparse
+from pathlib import Path
+
+from demo2reward.artifacts import read_jsonl, write_json, write_jsonl
+from demo2reward.evaluation import evaluate_policy
+from demo2reward.stage import stage
+from demo2reward.task import Oracle
+
+ap = argparse.ArgumentParser(description=__doc__)
+ap.add_argument("--name", required=True, help="sft, irl_<k> or oracle_<k>")
+ap.add_argument("--k", type=int, required=True, help="iteration (0 for SFT)")
+ap.add_argument("--policy", type=Path, required=True)
+ap.add_argument("--sft", type=Path, required=True)
+ap.add_argument("--task", type=Path, required=True)
+ap.add_argument("--reward", type=Path, help="the learned reward model to score")
+ap.add_argument("--implicit-reference", type=Path, help="score the implicit reward log π − log π_ref instead")
+ap.add_argument("--out", type=Path, required=True)
+ap.add_argument("--answers", type=Path, required=True)
+args = ap.parse_args()
+
+with stage(f"evaluate@{args.name}", ("evaluate",)) as (params, run):
+    metrics, answers = evaluate_policy(
+        args.policy,
+        args.sft,
+        read_jsonl(args.task / "heldout.jsonl", required=("prompt", "completion")),
+        read_jsonl(args.task / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected")),
+        Oracle.from_task_dir(args.task),
+        params.evaluate,
+        params.seed,
+        reward_model_path=args.reward,
+        implicit_reference_path=args.implicit_reference,
+    )
+    metrics["iteration"] = args.k
+    write_jsonl(args.answers, answers)
+    write_json(args.out, metrics)
+    run.log_metrics(metrics)
+    prefix = "" if args.name.startswith(("sft", "irl")) else f"{args.name.rsplit('_', 1)[0]}/"
+    run.log_pipeline_metrics(metrics, step=args.k, prefix=prefix)

@@ -1,0 +1,18 @@
+"""report: the table of methods against metrics, the curves, and the headline ratios."""
+
+import argparse
+from pathlib import Path
+
+from demo2reward.report import write_report
+from demo2reward.stage import stage
+
+ap = argparse.ArgumentParser(description=__doc__)
+ap.add_argument("--evals", type=Path, required=True)
+ap.add_argument("--out", type=Path, required=True)
+args = ap.parse_args()
+
+with stage("report", ()) as (params, run):
+    summary = write_report(args.evals, args.out)
+    run.log_metrics(summary)
+    run.log_pipeline_metrics(summary, step=params.K, prefix="summary/")
+    run.finish_pipeline()
