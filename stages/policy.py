@@ -36,9 +36,18 @@ with stage(f"{'policy' if args.track == 'irl' else 'oracle'}@{args.k}", ("policy
         oracle = Oracle.from_task_dir(args.task)
         # Scale r* like the learned reward: unit std on SFT samples.
         sft = load_policy(args.sft)
-        samples = generate(sft, load_tokenizer(args.sft), prompts[:256], max_new_tokens=p.max_new_tokens, temperature=p.temperature, seed=params.seed)
+        samples = generate(
+            sft,
+            load_tokenizer(args.sft),
+            prompts[:256],
+            max_new_tokens=p.max_new_tokens,
+            temperature=p.temperature,
+            seed=params.seed,
+        )
         scale = float(np.std(oracle.reward([prompt_text(x) for x in prompts[:256]], [s[0] for s in samples]))) or 1.0
-        metrics = update_policy(start, reference, prompts, p, args.out, params.seed + args.k, reward_func=oracle_reward_func(oracle, scale))
+        metrics = update_policy(
+            start, reference, prompts, p, args.out, params.seed + args.k, reward_func=oracle_reward_func(oracle, scale)
+        )
         metrics["oracle_scale"] = scale
     write_json(args.metrics, metrics)
     run.log_metrics(metrics)

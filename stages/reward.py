@@ -20,7 +20,9 @@ with stage(f"reward@{args.k}", ("reward",)) as (params, run):
     warm = args.previous / "reward"
     init = warm if params.reward.init == "warm" and warm.exists() else args.sft
     pairs = read_jsonl(args.pairs, required=("prompt", "chosen", "rejected"))
-    metrics = fit_reward_model(init, args.sft, pairs, params.reward, args.out, params.seed + args.k, params.model.max_position_embeddings)
+    metrics = fit_reward_model(
+        init, args.sft, pairs, params.reward, args.out, params.seed + args.k, params.model.max_position_embeddings
+    )
     write_json(args.metrics, metrics)
     run.log_metrics(metrics)
     run.log_pipeline_metrics(metrics, step=args.k, prefix="reward/")

@@ -19,14 +19,18 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 @torch.no_grad()
-def sequence_logprobs(model, tokenizer, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 256) -> np.ndarray:
+def sequence_logprobs(
+    model, tokenizer, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 256
+) -> np.ndarray:
     """log π(y | x), summed over the completion's tokens (its closing EOS included)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(prompts), batch_size):
         ps, cs = prompts[start : start + batch_size], completions[start : start + batch_size]
-        prompt_ids = _encode(tokenizer, [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in ps])
+        prompt_ids = _encode(
+            tokenizer, [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in ps]
+        )
         full_ids = _encode(tokenizer, [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(ps, cs, strict=True)])
         width = max(map(len, full_ids))
         ids = torch.full((len(full_ids), width), tokenizer.pad_token_id)
@@ -90,9 +94,13 @@ def evaluate_policy(
         "response_length_mean_sampled": float(np.mean([len(s.split()) for s in first])),
     }
     for key in oracle.world.diagnostics(posts[0], first[0]):
-        metrics[f"{key}_mean_sampled"] = float(np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)]))
+        metrics[f"{key}_mean_sampled"] = float(
+            np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)])
+        )
 
-    kl = sequence_logprobs(policy, tokenizer, prompts, _assistant(first)) - sequence_logprobs(sft, tokenizer, prompts, _assistant(first))
+    kl = sequence_logprobs(policy, tokenizer, prompts, _assistant(first)) - sequence_logprobs(
+        sft, tokenizer, prompts, _assistant(first)
+    )
     metrics["kl_to_sft"] = float(kl.mean())
 
     pref_prompts = [h["prompt"] for h in heldout_prefs]
@@ -125,7 +133,9 @@ def evaluate_policy(
             reward_fn(pref_prompts, [h["chosen"] for h in heldout_prefs]),
             reward_fn(pref_prompts, [h["rejected"] for h in heldout_prefs]),
         )
-        metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected))
+        metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(
+            reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected)
+        )
 
     answers = [
         {"prompt": x, "demonstration": d, "greedy": g, "sample": s, "true_reward_greedy": float(r)}

@@ -32,12 +32,8 @@ class TaskParams(Section):
     n_words: int = Field(16, ge=6, le=64, description="Content words in the world's vocabulary.")
     post_distinct: int = Field(6, ge=4, description="Distinct content words per post.")
     summary_size: int = Field(3, ge=1, description="How many of the most salient words a summary should name.")
-    demo_temperature: float = Field(
-        0.1, gt=0, description="Noise of the Boltzmann-rational expert: p(y|x) ∝ exp(r*(x,y)/T)."
-    )
-    label_temperature: float = Field(
-        0.1, gt=0, description="Noise of the simulated labeller: P(a ≻ b) = σ((r*(a) − r*(b))/T)."
-    )
+    demo_temperature: float = Field(0.1, gt=0, description="Noise of the Boltzmann-rational expert: p(y|x) ∝ exp(r*(x,y)/T).")
+    label_temperature: float = Field(0.1, gt=0, description="Noise of the simulated labeller: P(a ≻ b) = σ((r*(a) − r*(b))/T).")
     filler_rate: float = Field(
         0.35, ge=0, le=1, description="Chance that a token of a pretraining reply is a filler (the base habit)."
     )

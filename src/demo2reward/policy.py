@@ -111,7 +111,14 @@ def update_policy(
     dataset = Dataset.from_list([{"prompt": x} for x in prompts])
     with atomic_dir(out) as tmp:
         trainer = _trainer(
-            p, model, Path(reference), reward_funcs, reward_tokenizers, tokenizer, dataset, trainer_kwargs(str(tmp / "trainer"), seed)
+            p,
+            model,
+            Path(reference),
+            reward_funcs,
+            reward_tokenizers,
+            tokenizer,
+            dataset,
+            trainer_kwargs(str(tmp / "trainer"), seed),
         )
         result = trainer.train()
         trainer.save_model(str(tmp))

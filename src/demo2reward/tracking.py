@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 PIPELINE_TAG = "demo2reward.pipeline"
+ROLE_TAG = "demo2reward.role"
 
 
 def repo_root() -> Path:
@@ -98,16 +99,20 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     name = pipeline_name(params_digest)
-    found = client.search_runs([exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{name}'", max_results=1)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{name}' AND tags.`{ROLE_TAG}` = 'pipeline'", max_results=1
+    )
     if found:
         parent_id = found[0].info.run_id
     else:
-        parent = client.create_run(exp_id, run_name=name, tags={PIPELINE_TAG: name, "params_digest": params_digest})
+        parent = client.create_run(
+            exp_id, run_name=name, tags={PIPELINE_TAG: name, ROLE_TAG: "pipeline", "params_digest": params_digest}
+        )
         parent_id = parent.info.run_id
     child = client.create_run(
         exp_id,
         run_name=stage,
-        tags={"mlflow.parentRunId": parent_id, PIPELINE_TAG: name, "stage": stage},
+        tags={"mlflow.parentRunId": parent_id, PIPELINE_TAG: name, ROLE_TAG: "stage", "stage": stage},
     )
     run = StageRun(client, parent_id, child.info.run_id)
     if params:

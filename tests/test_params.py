@@ -1,0 +1,44 @@
+import pytest
+
+from demo2reward.params import ParamsError, load_params, parse_params
+from tests.conftest import ROOT, merged_params
+
+
+def test_repository_params_are_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.K == len(p.iterations) >= 1
+    assert p.policy.beta > 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "says"),
+    [
+        ({"policy": {"beta": -0.1}}, "policy.beta", "greater than 0"),
+        ({"policy": {"optimizer": "ppo"}}, "policy.optimizer", "rloo"),
+        ({"policy": {"betta": 0.1}}, "policy.betta", "unknown key"),
+        ({"surprise": 1}, "surprise", "unknown key"),
+        ({"iterations": {}}, "iterations", "at least 1"),
+        ({"iterations": {"1": {"prev": 0}, "3": {"prev": 2}}}, "iterations", "item 2"),
+        ({"rollout": {"per_prompt": "many"}}, "rollout.per_prompt", "integer"),
+        ({"policy": {"batch_size": 60, "num_generations": 8}}, "policy", "multiple of num_generations"),
+    ],
+)
+def test_bad_params_get_one_clear_message_naming_the_key(overrides, key, says):
+    with pytest.raises(ParamsError) as err:
+        parse_params(merged_params(overrides))
+    msg = str(err.value)
+    assert key in msg and says in msg
+    assert "Traceback" not in msg and "pydantic" not in msg.lower()
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("policy: [unclosed\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: not valid YAML"):
+        load_params(path)
+
+
+def test_digest_changes_with_params():
+    a = parse_params(merged_params())
+    b = parse_params(merged_params({"policy": {"beta": 0.2}}))
+    assert a.digest() != b.digest() and a.digest() == parse_params(merged_params()).digest()

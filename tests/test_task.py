@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from demo2reward.artifacts import read_jsonl
+from demo2reward.params import TaskParams
+from demo2reward.task import Oracle, World, build_task, expert_response
+
+WORLD = World(words=("cat", "dog", "sun", "tree", "car"), weights=(1.0, 0.5, 0.8, 0.2, 0.3), summary_size=2)
+POST = "cat dog dog dog sun tree"  # salience: dog 1.5, cat 1.0, sun 0.8, tree 0.2
+
+
+def test_salience_ranks_weight_times_count():
+    assert [w for w, _ in WORLD.salient(POST)] == ["dog", "cat", "sun", "tree"]
+
+
+def test_true_reward_ranks_hand_built_responses_as_documented():
+    r = lambda y: WORLD.true_reward(POST, y)  # noqa: E731
+    assert r("dog cat") == pytest.approx(1.0)  # the ideal summary
+    assert r("dog") == pytest.approx(1.5 / 2.5)  # partial coverage
+    assert r("dog cat sun") == pytest.approx(1.0 - 0.25)  # one word too many
+    assert r("dog um cat") == pytest.approx(1.0 - 0.5 - 0.25)  # a filler (also overlong)
+    assert r("dog dog") == pytest.approx(1.5 / 2.5 - 0.5)  # a repeat
+    assert r("dog car") == pytest.approx(1.5 / 2.5 - 0.5)  # an off-post word
+    assert r("dog cat") > r("dog cat sun") > r("dog") > r("dog dog") and r("dog cat") > r("dog um cat")
+
+
+def test_expert_is_good_but_noisy():
+    rng = np.random.default_rng(0)
+    sharp = [WORLD.true_reward(POST, expert_response(rng, WORLD, POST, 0.05)) for _ in range(200)]
+    noisy = [WORLD.true_reward(POST, expert_response(rng, WORLD, POST, 1.0)) for _ in range(200)]
+    assert np.mean(sharp) > 0.9 > np.mean(noisy)
+
+
+def test_oracle_win_rate_counts_ties_half():
+    oracle = Oracle(WORLD)
+    posts = [POST] * 4
+    ours = ["dog cat", "dog", "dog cat", "um"]
+    refs = ["dog", "dog cat", "cat dog", "um"]
+    assert oracle.win_rate(posts, ours, refs) == pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+
+
+def test_build_task_is_deterministic_and_in_hf_schemas(tmp_path):
+    p = TaskParams(n_train=20, n_heldout=5, n_heldout_pairs=30, n_pretrain=10)
+    build_task(p, 3, tmp_path / "a")
+    build_task(p, 3, tmp_path / "b")
+    for name in ("train.jsonl", "heldout.jsonl", "heldout_prefs.jsonl", "pretrain.jsonl", "world.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    demo = read_jsonl(tmp_path / "a" / "train.jsonl", required=("prompt", "completion"))[0]
+    assert demo["prompt"][0]["role"] == "user" and demo["completion"][0]["role"] == "assistant"
+    prefs = read_jsonl(tmp_path / "a" / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected"))
+    oracle = Oracle.from_task_dir(tmp_path / "a")
+    posts = [r["prompt"][0]["content"] for r in prefs]
+    chosen = oracle.reward(posts, [r["chosen"][0]["content"] for r in prefs])
+    rejected = oracle.reward(posts, [r["rejected"][0]["content"] for r in prefs])
+    assert np.mean(chosen > rejected) > 0.7  # a noisy but mostly right labeller
