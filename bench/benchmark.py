@@ -1,0 +1,285 @@
+"""What do our training wrappers cost over the bare TRL trainers they wrap, and what does a no-op `dvc repro` cost?
+
+Each wrapper is timed side by side with a hand-written bare TRL run of the same trainer, on the same rows and
+with the same config, in one process: bare, wrapper, bare, wrapper, ... (`--repeats` pairs), and the median of
+each side is kept. The figure that matters is the ratio wrapper/bare, not the seconds: on this 2-core machine
+absolute timings swing by up to 4x with whatever else runs, but such swings hit both sides of an adjacent pair
+alike, so their ratio is stable where the seconds are not.
+
+Both sides do what it takes to produce the same artifact from the same files: load the model and tokenizer,
+build the config and the trainer, train, save. The ratio then measures only what a wrapper adds on top
+(atomic output folder, metric collection, and for the reward model its validation pass and score rescaling).
+The bare side of a pair runs first, so a one-time cost (lazy imports, allocator warm-up) would count against
+it; an untimed warm-up run pays that first unless `--no-warmup`.
+
+Inputs are the outputs of `dvc repro pairs@1` in `--workspace`:
+data/task/*.jsonl, models/pretrain, models/iter_0/policy, data/iter_1/pairs.jsonl.
+The policy bench uses the reward model that the reward bench just fitted.
+
+Results are merged into <workspace>/metrics/bench.json (keys `trainer_overhead` and `noop_repro_s`).
+
+    python bench/benchmark.py                                   # trainer overhead in the repo root
+    python bench/benchmark.py --workspace /tmp/ws --n 64 --policy-steps 2 --repeats 1
+    python bench/benchmark.py --skip-trainers --noop .          # only the no-op `dvc repro`
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from datasets import Dataset
+from trl import RewardConfig, RewardTrainer, RLOOConfig, RLOOTrainer, SFTConfig, SFTTrainer
+
+from demo2reward.artifacts import read_json, read_jsonl, write_json
+from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
+from demo2reward.params import Params, PolicyParams, RewardParams, SFTParams, load_params
+from demo2reward.policy import update_policy
+from demo2reward.reward import fit_reward_model
+from demo2reward.supervised import train_language_model
+from demo2reward.training import set_threads, trainer_kwargs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REQUIRED_INPUTS = ("data/task/train.jsonl", "models/pretrain", "models/iter_0/policy", "data/iter_1/pairs.jsonl")
+
+
+# --- timing helpers ---------------------------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call, after collecting the previous run's garbage."""
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def side_by_side(bare: Callable[[Path], object], wrapper: Callable[[Path], object], repeats: int, scratch: Path) -> dict:
+    """Alternate bare and wrapper `repeats` times; each call gets a fresh output folder, removed afterwards."""
+    times: dict[str, list[float]] = {"bare": [], "wrapper": []}
+    for i in range(repeats):
+        for side, fn in (("bare", bare), ("wrapper", wrapper)):
+            out = scratch / f"{side}-{i}"
+            times[side].append(timed(lambda fn=fn, out=out: fn(out)))
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"  {side:<7} run {i + 1}/{repeats}: {times[side][-1]:.2f}s", flush=True)
+    bare_s, wrapper_s = statistics.median(times["bare"]), statistics.median(times["wrapper"])
+    return {"wrapper_s": round(wrapper_s, 3), "bare_s": round(bare_s, 3), "ratio": round(wrapper_s / bare_s, 3)}
+
+
+# --- bare TRL runs: the same config as the wrapper builds, with nothing around it -------------------------------------
+
+
+def bare_sft(init: Path, rows: list[dict], p: SFTParams, out: Path, seed: int, max_length: int) -> None:
+    """What `train_language_model` does, written directly against `trl.SFTTrainer`."""
+    tokenizer = load_tokenizer(init)
+    config = SFTConfig(
+        **trainer_kwargs(str(out / "trainer"), seed),
+        learning_rate=p.learning_rate,
+        num_train_epochs=p.epochs,
+        per_device_train_batch_size=p.batch_size,
+        lr_scheduler_type="linear",
+        max_length=max_length,
+        completion_only_loss=True,
+    )
+    trainer = SFTTrainer(model=load_policy(init), args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(out))
+
+
+def reward_split(pairs: list[dict], p: RewardParams, seed: int) -> tuple[list[dict], list[dict]]:
+    """The validation/training split `fit_reward_model` makes, so that both sides train on the same pairs."""
+    shuffled = pairs[:]
+    random.Random(seed).shuffle(shuffled)
+    n_val = int(len(shuffled) * p.validation_fraction)
+    return shuffled[:n_val], shuffled[n_val:]
+
+
+def bare_reward(init: Path, pairs: list[dict], p: RewardParams, out: Path, seed: int, max_length: int) -> None:
+    """What `fit_reward_model` does, written directly against `trl.RewardTrainer`."""
+    tokenizer = load_tokenizer(init)
+    val, train = reward_split(pairs, p, seed)
+    config = RewardConfig(
+        **trainer_kwargs(str(out / "trainer"), seed),
+        learning_rate=p.learning_rate,
+        num_train_epochs=p.epochs,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=256,
+        lr_scheduler_type="linear",
+        max_length=max_length,
+        eval_strategy="no",
+    )
+    trainer = RewardTrainer(
+        model=load_reward_model(init, tokenizer),
+        args=config,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(val) if val else None,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.save_model(str(out))
+
+
+def bare_rloo(start: Path, reward_model: Path, prompts: list[list[dict]], p: PolicyParams, out: Path, seed: int) -> None:
+    """What `update_policy` does for RLOO with a reward model, written directly against `trl.RLOOTrainer`."""
+    tokenizer = load_tokenizer(start)
+    model = load_policy(start)
+    config = RLOOConfig(
+        **trainer_kwargs(str(out / "trainer"), seed),
+        learning_rate=p.learning_rate,
+        lr_scheduler_type="constant",
+        max_steps=p.steps,
+        beta=p.beta,
+        temperature=p.temperature,
+        max_completion_length=p.max_new_tokens,
+        num_generations=p.num_generations,
+        per_device_train_batch_size=p.batch_size,
+        top_k=0,
+    )
+    model.config._name_or_path = str(start)  # the KL reference: the start policy, as at iteration 1
+    trainer = RLOOTrainer(
+        model=model,
+        reward_funcs=[load_reward_model(reward_model)],
+        args=config,
+        train_dataset=Dataset.from_list([{"prompt": x} for x in prompts]),
+        processing_class=tokenizer,
+        reward_processing_classes=[load_tokenizer(reward_model)],
+    )
+    trainer.train()
+    trainer.save_model(str(out))
+
+
+# --- the three benches ------------------------------------------------------------------------------------------------
+
+
+def check_workspace(ws: Path) -> None:
+    missing = [rel for rel in REQUIRED_INPUTS if not (ws / rel).exists()]
+    if missing:
+        sys.exit(f"{ws}: missing {', '.join(missing)}; run `dvc repro pairs@1` there first")
+
+
+def bench_trainers(ws: Path, params: Params, n: int, policy_steps: int, repeats: int, warmup: bool) -> dict[str, dict]:
+    seed, max_length = params.seed, params.model.max_position_embeddings
+    pretrain, sft_policy = ws / "models/pretrain", ws / "models/iter_0/policy"
+    demos = read_jsonl(ws / "data/task/train.jsonl", required=("prompt", "completion"))[:n]
+    pairs = read_jsonl(ws / "data/iter_1/pairs.jsonl", required=("prompt", "chosen", "rejected"))[:n]
+    prompts = [row["prompt"] for row in demos]
+    policy_p = params.policy.model_copy(update={"optimizer": "rloo", "steps": policy_steps})
+    print(f"{len(demos)} demonstrations, {len(pairs)} pairs, {policy_steps} RLOO steps, {repeats} repeat(s)")
+    if len(pairs) < 2:
+        sys.exit(f"{ws / 'data/iter_1/pairs.jsonl'}: fewer than 2 pairs, nothing to fit a reward model on")
+
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="demo2reward-bench-") as tmp:
+        scratch = Path(tmp)
+        if warmup:
+            print("warm-up (untimed)", flush=True)
+            bare_sft(pretrain, demos[: params.sft.batch_size], params.sft, scratch / "warmup", seed, max_length)
+
+        print("sft: train_language_model vs SFTTrainer", flush=True)
+        results["sft"] = side_by_side(
+            lambda out: bare_sft(pretrain, demos, params.sft, out, seed, max_length),
+            lambda out: train_language_model(pretrain, demos, params.sft, out, seed, max_length),
+            repeats,
+            scratch,
+        )
+
+        print("reward: fit_reward_model vs RewardTrainer", flush=True)
+        results["reward"] = side_by_side(
+            lambda out: bare_reward(sft_policy, pairs, params.reward, out, seed, max_length),
+            lambda out: fit_reward_model(sft_policy, sft_policy, pairs, params.reward, out, seed, max_length),
+            repeats,
+            scratch,
+        )
+
+        # The policy needs a standardised reward model, as the pipeline's reward stage writes; fit one, untimed.
+        reward_model = scratch / "reward_model"
+        fit_reward_model(sft_policy, sft_policy, pairs, params.reward, reward_model, seed, max_length)
+
+        print("policy: update_policy vs RLOOTrainer", flush=True)
+        results["policy"] = side_by_side(
+            lambda out: bare_rloo(sft_policy, reward_model, prompts, policy_p, out, seed),
+            lambda out: update_policy(sft_policy, sft_policy, prompts, policy_p, out, seed, reward_model=reward_model),
+            repeats,
+            scratch,
+        )
+    return results
+
+
+def bench_noop_repro(ws: Path, targets: list[str], repeats: int = 3) -> float:
+    """Median seconds of `dvc repro` in a workspace that is already up to date (so that nothing runs)."""
+    venv_bin = Path(sys.executable).parent
+    dvc = str(venv_bin / "dvc") if (venv_bin / "dvc").exists() else "dvc"
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    status = subprocess.run([dvc, "status", "--quiet", *targets], cwd=ws, env=env)
+    if status.returncode != 0:
+        what = " ".join(targets) or "the pipeline"
+        sys.exit(f"{ws}: {what} is not up to date, so `dvc repro` would run stages; reproduce it first or pass --noop-targets")
+    times = []
+    for i in range(repeats):
+        times.append(timed(lambda: subprocess.run([dvc, "repro", *targets], cwd=ws, env=env, check=True, capture_output=True)))
+        print(f"  no-op dvc repro run {i + 1}/{repeats}: {times[-1]:.2f}s", flush=True)
+    return round(statistics.median(times), 3)
+
+
+# --- command line -----------------------------------------------------------------------------------------------------
+
+
+def print_table(results: dict) -> None:
+    overhead = results.get("trainer_overhead", {})
+    if overhead:
+        print(f"\n{'stage':<8} {'bare_s':>8} {'wrapper_s':>10} {'ratio':>7}")
+        for name, r in overhead.items():
+            print(f"{name:<8} {r['bare_s']:>8.2f} {r['wrapper_s']:>10.2f} {r['ratio']:>7.2f}")
+    if "noop_repro_s" in results:
+        print(f"\nno-op dvc repro: {results['noop_repro_s']:.2f}s (median of 3)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workspace", type=Path, default=REPO_ROOT, help="a workspace after `dvc repro pairs@1` (default: the repo)")
+    ap.add_argument("--n", type=int, default=512, help="demonstrations, pairs and prompts to train on (default 512)")
+    ap.add_argument("--policy-steps", type=int, default=20, help="RLOO steps per policy run (default 20)")
+    ap.add_argument("--repeats", type=int, default=2, help="bare/wrapper pairs per trainer; medians are reported (default 2)")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up run")
+    ap.add_argument("--skip-trainers", action="store_true", help="do not time the trainers (e.g. only --noop)")
+    ap.add_argument("--noop", type=Path, metavar="DIR", help="also time a no-op `dvc repro` in DIR (already reproduced)")
+    ap.add_argument("--noop-targets", nargs="*", default=[], metavar="STAGE", help="stages to repro in DIR (default: all)")
+    args = ap.parse_args()
+    if args.n < 1 or args.policy_steps < 1 or args.repeats < 1:
+        ap.error("--n, --policy-steps and --repeats must be at least 1")
+
+    ws = args.workspace.resolve()
+    params = load_params(ws / "params.yaml")
+    set_threads(2)
+
+    results: dict = {}
+    if not args.skip_trainers:
+        check_workspace(ws)
+        results["trainer_overhead"] = bench_trainers(ws, params, args.n, args.policy_steps, args.repeats, args.warmup)
+    if args.noop is not None:
+        print(f"no-op dvc repro in {args.noop}", flush=True)
+        results["noop_repro_s"] = bench_noop_repro(args.noop.resolve(), args.noop_targets)
+    if not results:
+        ap.error("nothing to do: --skip-trainers without --noop")
+
+    out = ws / "metrics/bench.json"
+    merged = read_json(out) if out.exists() else {}
+    merged.update(results)
+    write_json(out, merged)
+    print_table(results)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
