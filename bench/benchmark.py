@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import shutil
@@ -235,6 +236,47 @@ def bench_noop_repro(ws: Path, targets: list[str], repeats: int = 3) -> float:
 # --- command line -----------------------------------------------------------------------------------------------------
 
 
+def scratch_copy(dest: Path) -> Path:
+    """A fresh git repository holding the pipeline's tracked files, as a user's clone would."""
+    for name in ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore"):
+        src = REPO_ROOT / name
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "bench"],
+    ):
+        subprocess.run(cmd, cwd=dest, check=True)
+    return dest
+
+
+def bench_pipeline(scratch: Path) -> dict:
+    """Wall time and peak RSS of a full default `dvc repro` from scratch, and each stage's time (from MLflow)."""
+    import resource
+
+    from mlflow.tracking import MlflowClient
+
+    ws = scratch_copy(scratch)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.perf_counter()
+    subprocess.run(["dvc", "repro"], cwd=ws, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(load_params(ws / "params.yaml").tracking.experiment)
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`demo2reward.role` = 'stage'", max_results=1000)
+    stages = {r.info.run_name: round(r.data.metrics["stage_seconds"], 2) for r in runs if "stage_seconds" in r.data.metrics}
+    return {
+        "wall_s": round(wall, 1),
+        "peak_rss_gib": round(peak_rss_gib, 3),
+        "stage_seconds": dict(sorted(stages.items())),
+        "stage_seconds_sum": round(sum(stages.values()), 1),
+        "noop_repro_s": bench_noop_repro(ws, []),
+    }
+
+
 def print_table(results: dict) -> None:
     overhead = results.get("trainer_overhead", {})
     if overhead:
@@ -254,6 +296,7 @@ def main() -> None:
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up run")
     ap.add_argument("--skip-trainers", action="store_true", help="do not time the trainers (e.g. only --noop)")
     ap.add_argument("--noop", type=Path, metavar="DIR", help="also time a no-op `dvc repro` in DIR (already reproduced)")
+    ap.add_argument("--pipeline", action="store_true", help="time a full default `dvc repro` in a scratch clone")
     ap.add_argument("--noop-targets", nargs="*", default=[], metavar="STAGE", help="stages to repro in DIR (default: all)")
     args = ap.parse_args()
     if args.n < 1 or args.policy_steps < 1 or args.repeats < 1:
@@ -270,8 +313,13 @@ def main() -> None:
     if args.noop is not None:
         print(f"no-op dvc repro in {args.noop}", flush=True)
         results["noop_repro_s"] = bench_noop_repro(args.noop.resolve(), args.noop_targets)
+    if args.pipeline:
+        print("full dvc repro in a scratch clone (about 10 minutes)", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
+            results["pipeline"] = bench_pipeline(Path(scratch))
+        print(json.dumps(results["pipeline"], indent=2))
     if not results:
-        ap.error("nothing to do: --skip-trainers without --noop")
+        ap.error("nothing to do: --skip-trainers without --noop or --pipeline")
 
     out = ws / "metrics/bench.json"
     merged = read_json(out) if out.exists() else {}

@@ -68,9 +68,10 @@ def test_every_metrics_file_is_written(workspace):
     for k in (1, 2):
         pairs = json.loads((ws / f"metrics/pairs/iter_{k}.json").read_text())
         assert pairs["pairs"] + pairs["identical_dropped"] == pairs["rollouts"] > 0
-    assert json.loads((ws / "metrics/pairs/iter_2.json").read_text())["pool"] > json.loads(
-        (ws / "metrics/pairs/iter_1.json").read_text()
-    )["pool"]  # pairs accumulate by default
+    assert (
+        json.loads((ws / "metrics/pairs/iter_2.json").read_text())["pool"]
+        > json.loads((ws / "metrics/pairs/iter_1.json").read_text())["pool"]
+    )  # pairs accumulate by default
     assert "| IRL k=2 |" in (ws / "metrics/report.md").read_text()
     assert (ws / "metrics/plots/curves.png").stat().st_size > 0
     assert (ws / "models/iter_2/policy/config.json").exists()  # save_pretrained layout
@@ -90,7 +91,7 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
     assert {"prepare", "pretrain", "sft", "rollout@1", "pairs@2", "reward@2", "policy@2", "oracle@2", "report"} <= stages
     steps = [m.step for m in client.get_metric_history(parent.info.run_id, "win_rate_vs_demos")]
     assert sorted(steps) == [0, 1, 2]
-    rm = [r for r in runs if r.info.run_name == "reward@1"][0]
+    rm = next(r for r in runs if r.info.run_name == "reward@1")
     assert {"train_loss", "val_accuracy", "val_loss"} <= set(rm.data.metrics)
     assert rm.data.params["reward.init"] == "sft"
 
@@ -110,7 +111,10 @@ def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     params["iterations"]["3"] = {"prev": 2}
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run(["dvc", "status", "--json"], ws, env).stdout))
-    assert {name.split(":")[-1] for name in changed} == {"rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3", "report"}
+    # `report` reruns too, once the new evaluations change metrics/eval/; status cannot know that yet.
+    assert {name.split(":")[-1] for name in changed} == {
+        "rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3"
+    }  # fmt: skip
 
 
 def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_path):
@@ -119,7 +123,18 @@ def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_
     bad.write_text('{"prompt": [], "completion": []}\n{"prompt": []}\n')
     out = tmp_path / "sft_out"
     proc = _run(
-        [sys.executable, "stages/sft.py", "--init", "models/pretrain", "--demos", str(bad), "--out", str(out), "--metrics", str(tmp_path / "m.json")],
+        [
+            sys.executable,
+            "stages/sft.py",
+            "--init",
+            "models/pretrain",
+            "--demos",
+            str(bad),
+            "--out",
+            str(out),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
         ws,
         env,
         check=False,
@@ -135,6 +150,8 @@ def test_invalid_params_stop_before_any_compute(workspace, tmp_path):
     params["policy"]["beta"] = -1
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
-    code = f"import sys; sys.argv=['x']; from demo2reward.stage import stage\nwith stage('sft', (), {str(bad)!r}): print('computed')"
+    code = (
+        f"import sys; sys.argv=['x']; from demo2reward.stage import stage\nwith stage('sft', (), {str(bad)!r}): print('computed')"
+    )
     proc = _run([sys.executable, "-c", code], ws, env, check=False)
     assert proc.returncode != 0 and "policy.beta" in proc.stderr and "computed" not in proc.stdout
