@@ -40,12 +40,13 @@ def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
     return float(np.mean((c > r) + 0.5 * (c == r)))
 
 
-def _standardise(model, tokenizer, pairs: list[dict]) -> dict[str, float]:
-    """Rescale the score head so rewards on the training responses have unit std.
+def _standardise(model, tokenizer, pairs: list[dict], sample: int = 1024) -> dict[str, float]:
+    """Rescale the score head so rewards on (a sample of) the training responses have unit std.
 
     Then the KL coefficient β means the same thing every iteration. A constant offset does not matter:
     RLOO and GRPO subtract a per-prompt baseline.
     """
+    pairs = pairs[:sample]  # already shuffled; a std needs no more
     prompts = [p["prompt"] for p in pairs] * 2
     completions = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
     s = score(model, tokenizer, prompts, completions)
