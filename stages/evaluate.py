@@ -5,6 +5,7 @@ from pathlib import Path
 
 from demo2reward.artifacts import read_jsonl, write_json, write_jsonl
 from demo2reward.evaluation import evaluate_policy
+from demo2reward.policy import start_and_reference
 from demo2reward.stage import stage
 from demo2reward.task import Oracle
 
@@ -16,11 +17,15 @@ ap.add_argument("--sft", type=Path, required=True)
 ap.add_argument("--task", type=Path, required=True)
 ap.add_argument("--reward", type=Path, help="the learned reward model to score")
 ap.add_argument("--implicit-reference", type=Path, help="score the implicit reward log π − log π_ref instead")
+ap.add_argument("--previous", type=Path, help="with --track: iteration k-1's folder, whose iterate is the implicit reference")
+ap.add_argument("--track", help="the track whose previous iterate is the implicit reference (spin)")
 ap.add_argument("--out", type=Path, required=True)
 ap.add_argument("--answers", type=Path, required=True)
 args = ap.parse_args()
 
 with stage(f"evaluate@{args.name}", ("evaluate",)) as (params, run):
+    if args.track:  # SPIN's implicit reward β·log(π_k / π_{k-1}); β does not change its ranking
+        args.implicit_reference, _ = start_and_reference(args.track, "previous", args.sft, args.previous)
     metrics, answers = evaluate_policy(
         args.policy,
         args.sft,

@@ -7,7 +7,7 @@ import numpy as np
 
 from demo2reward.artifacts import read_jsonl, write_json
 from demo2reward.modeling import load_policy, load_tokenizer
-from demo2reward.policy import oracle_reward_func, update_policy
+from demo2reward.policy import oracle_reward_func, start_and_reference, update_policy
 from demo2reward.rollout import generate
 from demo2reward.stage import stage
 from demo2reward.task import Oracle, prompt_text
@@ -26,9 +26,7 @@ args = ap.parse_args()
 
 with stage(f"{'policy' if args.track == 'irl' else 'oracle'}@{args.k}", ("policy",)) as (params, run):
     p = params.policy
-    own = args.previous / ("policy" if args.track == "irl" else "oracle")
-    start = own if own.exists() else args.sft  # iteration 0 of every track is the SFT model
-    reference = args.sft if p.kl_reference == "sft" else start
+    start, reference = start_and_reference(args.track, p.kl_reference, args.sft, args.previous)
     prompts = [r["prompt"] for r in read_jsonl(args.prompts, required=("prompt",))]
     if args.track == "irl":
         metrics = update_policy(start, reference, prompts, p, args.out, params.seed + args.k, reward_model=args.reward)

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from demo2reward.artifacts import read_jsonl, write_json
-from demo2reward.reward import fit_reward_model
+from demo2reward.reward import fit_reward_model, reward_init
 from demo2reward.stage import stage
 
 ap = argparse.ArgumentParser(description=__doc__)
@@ -17,8 +17,7 @@ ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
 with stage(f"reward@{args.k}", ("reward",)) as (params, run):
-    warm = args.previous / "reward"
-    init = warm if params.reward.init == "warm" and warm.exists() else args.sft
+    init = reward_init(params.reward.init, args.sft, args.previous)
     pairs = read_jsonl(args.pairs, required=("prompt", "chosen", "rejected"))
     metrics = fit_reward_model(
         init, args.sft, pairs, params.reward, args.out, params.seed + args.k, params.model.max_position_embeddings

@@ -58,7 +58,7 @@ def workspace(tmp_path_factory):
 
 def test_every_metrics_file_is_written(workspace):
     ws, _, _ = workspace
-    for name in ("sft", "irl_1", "irl_2", "oracle_1", "oracle_2"):
+    for name in ("sft", "irl_1", "irl_2", "spin_1", "spin_2", "oracle_1", "oracle_2"):
         m = json.loads((ws / "metrics" / "eval" / f"{name}.json").read_text())
         keys = EVAL_KEYS if not name.startswith("oracle") else tuple(k for k in EVAL_KEYS if "reward_accuracy" not in k)
         for key in keys:
@@ -72,7 +72,8 @@ def test_every_metrics_file_is_written(workspace):
         json.loads((ws / "metrics/pairs/iter_2.json").read_text())["pool"]
         > json.loads((ws / "metrics/pairs/iter_1.json").read_text())["pool"]
     )  # pairs accumulate by default
-    assert "| IRL k=2 |" in (ws / "metrics/report.md").read_text()
+    report = (ws / "metrics/report.md").read_text()
+    assert "| IRL k=2 |" in report and "| SPIN k=2 |" in report
     assert (ws / "metrics/plots/curves.png").stat().st_size > 0
     assert (ws / "models/iter_2/policy/config.json").exists()  # save_pretrained layout
 
@@ -88,7 +89,18 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     stages = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert {"prepare", "pretrain", "sft", "rollout@1", "pairs@2", "reward@2", "policy@2", "oracle@2", "report"} <= stages
+    assert {
+        "prepare",
+        "pretrain",
+        "sft",
+        "rollout@1",
+        "pairs@2",
+        "reward@2",
+        "policy@2",
+        "oracle@2",
+        "spin@2",
+        "report",
+    } <= stages
     steps = [m.step for m in client.get_metric_history(parent.info.run_id, "win_rate_vs_demos")]
     assert sorted(steps) == [0, 1, 2]
     rm = next(r for r in runs if r.info.run_name == "reward@1")
@@ -113,7 +125,7 @@ def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     changed = set(json.loads(_run(["dvc", "status", "--json"], ws, env).stdout))
     # `report` reruns too, once the new evaluations change metrics/eval/; status cannot know that yet.
     assert {name.split(":")[-1] for name in changed} == {
-        "rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3"
+        "rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3", "spin@3", "evaluate_spin@3"
     }  # fmt: skip
 
 

@@ -109,6 +109,15 @@ class PolicyParams(Section):
         return self
 
 
+class SpinParams(Section):
+    beta: float = Field(0.1, gt=0, description="DPO β of each SPIN round.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (linear decay).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the round's pairs.")
+    batch_size: int = Field(32, ge=1, description="Pairs per optimiser step.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rejected responses.")
+    max_new_tokens: int = Field(12, ge=1, description="Longest sampled response, in tokens.")
+
+
 class EvaluateParams(Section):
     max_new_tokens: int = Field(12, ge=1, description="Longest evaluated answer, in tokens.")
     batch_size: int = Field(256, ge=1, description="Prompts per generate() / scoring call.")
@@ -133,6 +142,7 @@ class Params(Section):
     pairs: PairsParams = PairsParams()
     reward: RewardParams = RewardParams()
     policy: PolicyParams = PolicyParams()
+    spin: SpinParams = SpinParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
     iterations: dict[str, Iteration] = Field(

@@ -86,6 +86,13 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, reward
     )
 
 
+def start_and_reference(track: str, kl_reference: str, sft: Path, previous_iteration: Path) -> tuple[Path, Path]:
+    """Policy k starts from its track's policy k-1 (SFT at k = 1); its KL reference is SFT or that start."""
+    own = previous_iteration / ("policy" if track == "irl" else track)
+    start = own if own.exists() else sft
+    return start, (sft if kl_reference == "sft" else start)
+
+
 def update_policy(
     start: str | Path,
     reference: str | Path,

@@ -55,6 +55,10 @@ def summarise(tracks: dict[str, dict[int, dict]]) -> dict[str, float]:
             if key.startswith("true_reward"):
                 suffix = key.removeprefix("true_reward_mean")
                 out[f"reward_recovery_ratio{suffix}"] = out[f"irl_gain_{key}"] / gain if gain > 0 else float("nan")
+    spin = tracks.get("spin", {})
+    if spin:
+        for key in ("true_reward_mean", "true_reward_mean_sampled", "win_rate_vs_demos", "win_rate_vs_demos_sampled"):
+            out[f"spin_gain_{key}"] = spin[max(spin)][key] - sft[key]
     accs = [irl[k].get("reward_accuracy", float("nan")) for k in sorted(irl)]
     out["reward_accuracy_min"] = min(accs)
     out["K"] = float(max(irl))
@@ -63,7 +67,7 @@ def summarise(tracks: dict[str, dict[int, dict]]) -> dict[str, float]:
 
 def _rows(tracks) -> list[tuple[str, dict]]:
     rows = [("SFT", tracks["sft"][0])] if "sft" in tracks else []
-    for track, label in (("irl", "IRL"), ("oracle", "Oracle (r*)")):
+    for track, label in (("irl", "IRL"), ("spin", "SPIN"), ("oracle", "Oracle (r*)")):
         rows += [(f"{label} k={k}", tracks[track][k]) for k in sorted(tracks.get(track, {}))]
     return rows
 
@@ -71,7 +75,7 @@ def _rows(tracks) -> list[tuple[str, dict]]:
 def curves(tracks) -> dict[str, list[dict]]:
     """Per-track records `{iteration, metric...}`, SFT as iteration 0 of each track (for `dvc plots`)."""
     out = {}
-    for track in ("irl", "oracle"):
+    for track in ("irl", "spin", "oracle"):
         if track not in tracks:
             continue
         points = {**({0: tracks["sft"][0]} if "sft" in tracks else {}), **tracks[track]}
@@ -115,7 +119,12 @@ def write_report(eval_dir: str | Path, out_dir: str | Path) -> dict[str, float]:
     lines += ["| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, m in _rows(tracks):
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in COLUMNS) + " |")
-    lines += ["", "SFT's `reward_accuracy` is its implicit reward log π_sft − log π_base (DPO-style).", ""]
+    lines += [
+        "",
+        "SFT's `reward_accuracy` is its implicit reward log π_sft − log π_base (DPO-style); SPIN's is its implicit",
+        "reward β·log(π_k / π_{k-1}). IRL's is its explicit reward model's. The oracle track has no learned reward.",
+        "",
+    ]
     if summary:
         lines += ["## Headline", "", "| quantity | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(summary.items())]

@@ -55,6 +55,12 @@ def _standardise(model, tokenizer, pairs: list[dict], sample: int = 1024) -> dic
     return {"score_std_before": std, "score_mean_before": float(s.mean())}
 
 
+def reward_init(init: str, sft: Path, previous_iteration: Path) -> Path:
+    """Where RM k starts: SFT every iteration, or RM k-1 when warm (iteration 1 has none: SFT)."""
+    warm = previous_iteration / "reward"
+    return warm if init == "warm" and warm.exists() else sft
+
+
 def fit_reward_model(
     init: str | Path, tokenizer_path: str | Path, pairs: list[dict], p: RewardParams, out: str | Path, seed: int, max_length: int
 ) -> dict[str, float]:

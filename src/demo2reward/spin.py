@@ -1,0 +1,54 @@
+"""SPIN, the demonstration-only baseline: iterated DPO with the demonstration as chosen, a sample of the
+previous iterate as rejected, and the previous iterate as the DPO reference (TRL has no SPIN trainer)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from demo2reward.artifacts import atomic_dir
+from demo2reward.modeling import load_policy, load_tokenizer
+from demo2reward.pairs import build_pairs
+from demo2reward.params import SpinParams
+from demo2reward.rollout import rollout_rows
+from demo2reward.training import trainer_kwargs
+
+
+def spin_pairs(previous: Path, demos: list[dict], p: SpinParams, seed: int) -> tuple[list[dict], dict[str, int]]:
+    """Demonstration ≻ one sample of the previous iterate, per training prompt; identical pairs dropped."""
+    rows = rollout_rows(
+        load_policy(previous),
+        load_tokenizer(previous),
+        demos,
+        per_prompt=1,
+        temperature=p.temperature,
+        max_new_tokens=p.max_new_tokens,
+        batch_size=256,
+        seed=seed,
+    )
+    return build_pairs(rows)
+
+
+def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path, seed: int, max_length: int) -> dict[str, float]:
+    """One SPIN iteration: DPO from the previous iterate, which is also the reference (TRL copies it)."""
+    tokenizer = load_tokenizer(previous)
+    model = load_policy(previous)
+    with atomic_dir(out) as tmp:
+        config = DPOConfig(
+            **trainer_kwargs(str(tmp / "trainer"), seed),
+            beta=p.beta,
+            learning_rate=p.learning_rate,
+            num_train_epochs=p.epochs,
+            per_device_train_batch_size=p.batch_size,
+            lr_scheduler_type="linear",
+            max_length=max_length,
+        )
+        trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
+        result = trainer.train()
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}

@@ -1,0 +1,89 @@
+"""The policy update at micro sizes: every optimiser runs, and the KL reference is the one asked for."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from demo2reward.modeling import build_causal_lm, load_policy, load_tokenizer, train_tokenizer
+from demo2reward.params import ModelParams, PolicyParams
+from demo2reward.policy import _trainer, oracle_reward_func, update_policy
+from demo2reward.task import FILLERS, WORDS, Oracle, World
+from demo2reward.training import trainer_kwargs
+
+TINY = ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+WORLD = World(WORDS[:8], tuple(np.linspace(0.2, 1.0, 8)), summary_size=2)
+
+
+def _save(path, seed):
+    tok = train_tokenizer([" ".join(WORDS[:8] + FILLERS)])
+    build_causal_lm(TINY, tok, seed=seed).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("policies")
+    return _save(root / "sft", 0), _save(root / "previous", 1)
+
+
+PROMPTS = [[{"role": "user", "content": " ".join(WORDS[i : i + 4])}] for i in range(4)]
+MICRO = {"steps": 1, "batch_size": 8, "num_generations": 4, "max_new_tokens": 4}
+
+
+@pytest.mark.parametrize("optimizer", ["rloo", "grpo", "online_dpo"])
+def test_every_optimizer_updates_the_policy(models, tmp_path, optimizer):
+    sft, previous = models
+    p = PolicyParams(optimizer=optimizer, **MICRO)
+    metrics = update_policy(
+        previous, sft, PROMPTS, p, tmp_path / "out", seed=0, reward_func=oracle_reward_func(Oracle(WORLD), 1.0)
+    )
+    assert metrics["train_runtime_s"] > 0
+    before, after = load_policy(previous), load_policy(tmp_path / "out")
+    changed = any(not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True))
+    assert changed and (tmp_path / "out" / "tokenizer_config.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "reference"), [("rloo", "sft"), ("rloo", "previous"), ("grpo", "sft"), ("online_dpo", "sft")]
+)
+def test_kl_reference_is_the_requested_model(models, tmp_path, optimizer, reference):
+    sft, previous = models
+    ref_path = sft if reference == "sft" else previous
+    trainer = _trainer(
+        PolicyParams(optimizer=optimizer, **MICRO),
+        load_policy(previous),
+        ref_path,
+        [oracle_reward_func(Oracle(WORLD), 1.0)],
+        None,
+        load_tokenizer(previous),
+        Dataset.from_list([{"prompt": x} for x in PROMPTS]),
+        trainer_kwargs(str(tmp_path), 0),
+    )
+    expected = load_policy(ref_path).state_dict()
+    got = trainer.ref_model.state_dict()
+    key = "model.embed_tokens.weight"
+    assert torch.equal(got[key].cpu(), expected[key])
+
+
+def test_start_and_reference_follow_the_track(tmp_path):
+    from demo2reward.policy import start_and_reference
+
+    sft, it1 = tmp_path / "iter_0" / "policy", tmp_path / "iter_1"
+    (it1 / "policy").mkdir(parents=True)
+    (it1 / "oracle").mkdir()
+    assert start_and_reference("irl", "sft", sft, tmp_path / "iter_0") == (sft, sft)  # k = 1 starts at SFT
+    assert start_and_reference("irl", "previous", sft, it1) == (it1 / "policy", it1 / "policy")
+    assert start_and_reference("irl", "sft", sft, it1) == (it1 / "policy", sft)
+    assert start_and_reference("oracle", "previous", sft, it1) == (it1 / "oracle", it1 / "oracle")
+
+
+def test_reward_model_init_is_sft_or_warm(tmp_path):
+    from demo2reward.reward import reward_init
+
+    sft, it1 = tmp_path / "sft", tmp_path / "iter_1"
+    (it1 / "reward").mkdir(parents=True)
+    assert reward_init("sft", sft, it1) == sft
+    assert reward_init("warm", sft, it1) == it1 / "reward"
+    assert reward_init("warm", sft, tmp_path / "iter_0") == sft  # nothing to warm-start from at k = 1
