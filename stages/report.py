@@ -8,11 +8,12 @@ from demo2reward.stage import stage
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--evals", type=Path, required=True)
+ap.add_argument("--answers", type=Path, help="per-prompt answers, for bootstrap confidence intervals")
 ap.add_argument("--out", type=Path, required=True)
 args = ap.parse_args()
 
 with stage("report", ()) as (params, run):
-    summary = write_report(args.evals, args.out)
+    summary = write_report(args.evals, args.out, args.answers)
     run.log_metrics(summary)
     run.log_pipeline_metrics(summary, step=params.K, prefix="summary/")
     run.finish_pipeline()

@@ -43,3 +43,16 @@ def test_stage_runs_nest_under_one_parent(tmp_path):
     assert children[0].data.params["sft.lr"] == "0.001" and "stage_seconds" in children[0].data.metrics
     history = client.get_metric_history(parents[0].info.run_id, "win_rate_vs_demos")
     assert [m.step for m in history] == [1, 1]
+
+
+def test_compare_lists_reward_accuracy_against_win_rate(monkeypatch, capsys):
+    for name, acc, win in (("exp-a", 0.8, 0.3), ("exp-b", 0.6, 0.1)):
+        monkeypatch.setenv("DVC_EXP_NAME", name)
+        with tracking.stage_run("evaluate@1", "cmp", "d", {}) as run:
+            run.log_pipeline_metrics({"reward_accuracy": acc - 0.1, "win_rate_vs_demos": 0.0}, step=0)
+            run.log_pipeline_metrics({"reward_accuracy": acc, "win_rate_vs_demos": win}, step=1)
+    rows = {r["run"]: r for r in tracking.compare_runs("cmp")}
+    assert rows["exp-a"]["reward_accuracy"] == 0.8 and rows["exp-b"]["win_rate_vs_demos"] == 0.1  # the final step
+    tracking.main(["--experiment", "cmp"])
+    out = capsys.readouterr().out
+    assert "exp-a" in out and "0.800" in out and "win_rate_vs_demos" in out

@@ -137,8 +137,19 @@ def evaluate_policy(
             reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected)
         )
 
+    r_demo = oracle.reward(posts, demos)
+    # Per-prompt values, so that the report can bootstrap confidence intervals over prompts.
     answers = [
-        {"prompt": x, "demonstration": d, "greedy": g, "sample": s, "true_reward_greedy": float(r)}
-        for x, d, g, s, r in zip(posts, demos, greedy, first, r_greedy, strict=True)
+        {
+            "prompt": x,
+            "demonstration": d,
+            "greedy": g,
+            "sample": s,
+            "true_reward": float(rg),
+            "true_reward_sampled": float(rs),
+            "win_vs_demo": float((rg > rd) + 0.5 * (rg == rd)),
+            "win_vs_demo_sampled": float((rs > rd) + 0.5 * (rs == rd)),
+        }
+        for x, d, g, s, rg, rs, rd in zip(posts, demos, greedy, first, r_greedy, r_first, r_demo, strict=True)
     ]
     return metrics, answers

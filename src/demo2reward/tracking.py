@@ -129,3 +129,51 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     finally:
         run.log_metrics({"stage_seconds": time.perf_counter() - start})
         client.set_terminated(child.info.run_id, status=status)
+
+
+COMPARED = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean", "summary/reward_recovery_ratio")
+
+
+def compare_runs(experiment: str = "demo2reward", metrics: tuple[str, ...] = COMPARED) -> list[dict]:
+    """One row per pipeline run of `experiment`: its name, status and the final-iteration `metrics`."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'pipeline'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1000,
+    )
+    return [{"run": r.info.run_name, "status": r.info.status, **{m: r.data.metrics.get(m) for m in metrics}} for r in runs]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`demo2reward-compare`: reward accuracy against win rate across every pipeline run in MLflow."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--experiment", default="demo2reward")
+    args = ap.parse_args(argv)
+    rows = compare_runs(args.experiment)
+    if not rows:
+        print(f"no pipeline runs in MLflow experiment {args.experiment!r} at {tracking_uri()}")
+        return
+    header = ["run", "status", *COMPARED]
+    widths = [max(len(h), *(len(_show(r[h])) for r in rows)) for h in header]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_show(r[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
+
+
+def _show(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+if __name__ == "__main__":
+    main()
