@@ -87,3 +87,12 @@ def test_reward_model_init_is_sft_or_warm(tmp_path):
     assert reward_init("sft", sft, it1) == sft
     assert reward_init("warm", sft, it1) == it1 / "reward"
     assert reward_init("warm", sft, tmp_path / "iter_0") == sft  # nothing to warm-start from at k = 1
+
+
+def test_learned_reward_model_enters_through_reward_funcs(models, tmp_path):
+    from tests.test_guards import _save_rm
+
+    sft, previous = models
+    rm = _save_rm(tmp_path / "rm", 2)
+    metrics = update_policy(previous, sft, PROMPTS, PolicyParams(**MICRO), tmp_path / "out", seed=0, reward_model=rm)
+    assert "reward_last" in metrics and (tmp_path / "out" / "model.safetensors").exists()

@@ -101,6 +101,13 @@ class PolicyParams(Section):
     batch_size: int = Field(64, ge=2, description="Completions per optimiser step.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature during RL.")
     max_new_tokens: int = Field(12, ge=1, description="Longest completion during RL.")
+    reward_aggregation: Literal["latest", "min"] = Field(
+        "latest", description="Reward of policy k: RM k (latest), or the min over RMs 1..k, each standardised (guard)."
+    )
+    acceptance_gate: bool = Field(
+        False, description="Keep policy k only if the frozen RMs 1..k-1 do not score its greedy answers lower (guard)."
+    )
+    gate_prompts: int = Field(256, ge=1, description="Training prompts the gate and the standardisation use.")
 
     @model_validator(mode="after")
     def _groups_fit_batch(self) -> PolicyParams:
