@@ -104,7 +104,7 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
     steps = [m.step for m in client.get_metric_history(parent.info.run_id, "win_rate_vs_demos")]
     assert sorted(steps) == [0, 1, 2]
     gate = [m.step for m in client.get_metric_history(parent.info.run_id, "gate_accepted")]
-    assert gate == [2]  # the micro params switch the guards on; iteration 1 has no frozen RM to gate with
+    assert sorted(gate) == [1, 2]  # the micro params switch the guards on
     rm = next(r for r in runs if r.info.run_name == "reward@1")
     assert {"train_loss", "val_accuracy", "val_loss"} <= set(rm.data.metrics)
     assert rm.data.params["reward.init"] == "sft"
