@@ -242,12 +242,15 @@ def scratch_copy(dest: Path) -> Path:
         src = REPO_ROOT / name
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
         ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "bench"],
+        # Share the repository's DVC cache, so that a later `dvc repro` there restores these results from the run-cache.
+        ["dvc", "cache", "dir", "--local", str(REPO_ROOT / ".dvc" / "cache")],
     ):
-        subprocess.run(cmd, cwd=dest, check=True)
+        subprocess.run(cmd, cwd=dest, check=True, env=env)
     return dest
 
 
