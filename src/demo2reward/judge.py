@@ -1,0 +1,378 @@
+"""Pairwise LLM-as-judge over any OpenAI-compatible endpoint: position-debiased, cached on disk, costed.
+
+Each (question, answer, reference) pair is judged twice, once in each order, so that a judge that
+favours the first (or second) slot cannot move the score: only a verdict that survives the swap
+counts as a win or a loss, anything else is a tie. Every call's raw answer is committed to a SQLite
+cache as soon as it arrives, so a rerun, or a run resumed after a crash or a rate-limit abort, sends
+no request for what it already has. The API key is read from the environment at call time and is
+never stored on these objects, so it cannot end up in a repr, a params file, MLflow or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openai
+
+log = logging.getLogger(__name__)
+
+PAIRWISE_TEMPLATE_NAME = "pairwise-v1"
+# Bump PAIRWISE_TEMPLATE_NAME with any edit: the name and the text are both in the cache key, but the
+# name is what a reader of MLflow sees.
+PAIRWISE_TEMPLATE = """\
+You are an impartial judge. Compare two responses to the same question and decide which one is better: \
+more helpful, correct, relevant and clear. Do not let the order of the responses, their length or their \
+style sway you.
+
+[Question]
+{question}
+
+[Response A]
+{response_a}
+[End of Response A]
+
+[Response B]
+{response_b}
+[End of Response B]
+
+Which response is better? Answer with exactly one letter: A or B."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# "A", "b", "**A**", "[[B]]", "A.", "Response A", "Verdict: B"; a sentence is not a verdict.
+_VERDICT = re.compile(r"(?:(?:response|answer|verdict|winner|final answer)\s*:?\s*)?([AB])", re.IGNORECASE)
+_STRIP = " \t\r\n*_`'\"[](){}<>.,:;!"
+
+
+def _default_cache_path() -> Path:
+    """Outside the repository on purpose: a queued `dvc exp run` works in a temp copy that a repo-relative cache dies with."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "demo2reward" / "judge.sqlite"
+
+
+class JudgeError(RuntimeError):
+    """The judge cannot run or finish: no key, unreachable endpoint, or requests that failed after every retry."""
+
+
+@dataclass
+class JudgeConfig:
+    """Where the judge lives and what it may spend; safe to log as-is (it holds the key's variable name, not the key)."""
+
+    model: str = field(default="gpt-4o", metadata={"help": "Judge model name sent to the endpoint; part of the cache key."})
+    base_url: str | None = field(
+        default=None,
+        metadata={"help": "OpenAI-compatible base URL, e.g. http://localhost:8000/v1; None = OpenAI (or $OPENAI_BASE_URL)."},
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "NAME of the environment variable holding the API key; the key itself never goes in config."},
+    )
+    max_concurrency: int = field(default=8, metadata={"help": "Most requests in flight at once (retries included)."})
+    max_retries: int = field(
+        default=5, metadata={"help": "Retries per request on 408/409/429/5xx, timeouts and connection errors (client backoff)."}
+    )
+    timeout_s: float = field(default=60.0, metadata={"help": "Per-attempt request timeout in seconds."})
+    price_per_1m_input: float = field(default=2.5, metadata={"help": "USD per 1M prompt tokens (gpt-4o list price)."})
+    price_per_1m_output: float = field(default=10.0, metadata={"help": "USD per 1M completion tokens (gpt-4o list price)."})
+    cache_path: str | Path | None = field(
+        default_factory=_default_cache_path,
+        metadata={"help": "SQLite file of past verdicts; None keeps them in memory only (nothing survives the process)."},
+    )
+    temperature: float | None = field(
+        default=0.0, metadata={"help": "Sampling temperature; None omits it (models that reject it)."}
+    )
+    max_tokens: int | None = field(
+        default=8, metadata={"help": "Completion token cap; the verdict is one letter. None omits it (reasoning models)."}
+    )
+
+    def __post_init__(self) -> None:
+        # The value is not echoed: someone who pasted the key here must not see it again in a traceback.
+        if not _ENV_NAME.fullmatch(self.api_key_env or ""):
+            raise ValueError("api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not the key itself")
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+
+
+def parse_verdict(text: str | None) -> str | None:
+    """'A' or 'B' when the judge's answer is exactly one of them (give or take markup), else None (a tie for that call)."""
+    m = _VERDICT.fullmatch((text or "").strip(_STRIP))
+    return m.group(1).upper() if m else None
+
+
+def _first_wins(verdict: str | None, slot: str) -> float:
+    """1 if the verdict names the slot that holds the first response, 0 if the other slot, 0.5 if no verdict."""
+    return 0.5 if verdict is None else float(verdict == slot)
+
+
+def cache_key(model: str, question: str, first: str, second: str) -> str:
+    """sha256 over everything that determines one call's prompt and judge; JSON keeps the fields unambiguous."""
+    payload = json.dumps([model, PAIRWISE_TEMPLATE_NAME, PAIRWISE_TEMPLATE, question, first, second], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class _Cache:
+    """One row per judge call: the raw answer (parsed on read, so a better parser needs no new requests) and its tokens."""
+
+    def __init__(self, path: str | Path | None):
+        if path is None:
+            target = ":memory:"
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            target = str(path)
+        self.conn = sqlite3.connect(target, timeout=30)
+        # WAL: a commit is durable against a killed process, and a second process can read while this one writes.
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT NOT NULL, template TEXT NOT NULL,"
+            " raw TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+        )
+        self.conn.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(self.conn.execute(f"SELECT key, raw FROM judgments WHERE key IN ({marks})", chunk).fetchall())
+        return found
+
+    def put(self, key: str, model: str, raw: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, model, PAIRWISE_TEMPLATE_NAME, raw, prompt_tokens, completion_tokens, time.time()),
+        )
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    """Servers echo keys back in 401 bodies; nothing we raise may carry one."""
+    return text.replace(secret, "***") if secret else text
+
+
+def _describe(err: BaseException, secret: str | None) -> str:
+    if isinstance(err, openai.APIStatusError):
+        what = f"HTTP {err.status_code}: {err.message}"
+    elif isinstance(err, openai.APITimeoutError):
+        what = "request timed out"
+    elif isinstance(err, openai.APIConnectionError):
+        what = f"connection failed ({type(err.__cause__).__name__ if err.__cause__ else 'no response'})"
+    else:
+        what = f"{type(err).__name__}: {err}"
+    return _scrub(what, secret)[:500]
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _transient(err: BaseException) -> bool:
+    """What the client retries (openai/_base_client.py `_should_retry`), so the message can say it was retried."""
+    if isinstance(err, openai.APIStatusError):
+        return err.status_code in (408, 409, 429) or err.status_code >= 500
+    return isinstance(err, openai.APIConnectionError)
+
+
+class PairwiseJudge:
+    """Win rate of answers against references, as judged by an LLM in both orders.
+
+    Concurrency is asyncio (AsyncOpenAI) under a semaphore rather than a thread pool: the work is
+    waiting on the network, so one thread drives hundreds of requests over one connection pool, a
+    client-side backoff sleep holds a semaphore slot but no thread (so a 429 storm slows us down instead
+    of piling on), and the SQLite writes all happen on that one thread, needing no locks.
+
+    Retries are the client's own: openai's `max_retries` retries 408/409/429/5xx, timeouts and
+    connection errors with exponential backoff (0.5 s doubling to 8 s, minus up to 25 % jitter) and
+    honours the server's `Retry-After`/`Retry-After-Ms` up to 2 minutes (openai/_base_client.py).
+    """
+
+    def __init__(self, config: JudgeConfig | None = None):
+        self.config = config or JudgeConfig()
+
+    def __repr__(self) -> str:
+        return f"PairwiseJudge({self.config!r})"
+
+    def _api_key(self) -> str:
+        key = os.environ.get(self.config.api_key_env, "").strip()
+        if not key:
+            raise JudgeError(
+                f"judge API key missing: environment variable {self.config.api_key_env} is not set or empty "
+                f"(endpoint {self._endpoint()}); export it before running the judge"
+            )
+        return key
+
+    def _endpoint(self) -> str:
+        return self.config.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+
+    def _client_kwargs(self, key: str) -> dict:
+        return {
+            "api_key": key,
+            "base_url": self.config.base_url,
+            "max_retries": self.config.max_retries,
+            "timeout": self.config.timeout_s,
+        }
+
+    def preflight(self, check_model: bool = True) -> None:
+        """Fail fast, with one message, before any generation: no key, endpoint down, key refused, or model not served.
+
+        `models.list()` costs no tokens and exercises the key; `check_model=False` skips the last check for
+        proxies whose list names base models rather than deployments.
+        """
+        key = self._api_key()
+        endpoint = self._endpoint()
+        failure: str | None = None
+        try:
+            with openai.OpenAI(
+                **{**self._client_kwargs(key), "max_retries": 1, "timeout": min(self.config.timeout_s, 10.0)}
+            ) as client:
+                served = [m.id for m in client.models.list().data]
+        except openai.AuthenticationError as err:
+            failure = f"judge endpoint {endpoint} refused the key in {self.config.api_key_env}: {_describe(err, key)}"
+        except openai.APIError as err:
+            failure = f"judge endpoint {endpoint} unreachable or failing: {_describe(err, key)}"
+        if failure:
+            # Raised outside the except block: the client's error (whose text may echo the key) is not even __context__.
+            raise JudgeError(failure)
+        if check_model and served and self.config.model not in served:
+            shown = ", ".join(sorted(served)[:10]) + (" ..." if len(served) > 10 else "")
+            raise JudgeError(f"judge model {self.config.model!r} is not served by {endpoint} (it lists: {shown})")
+
+    def win_rates(
+        self, questions: Sequence[str], answers: Sequence[str], references: Sequence[str]
+    ) -> tuple[list[float], dict[str, float]]:
+        """Per-pair score that `answers[i]` beats `references[i]` (1, 0.5 or 0), and this run's usage.
+
+        Usage (all numbers, for `StageRun.log_metrics(usage, prefix="judge/")`): pairs, calls (2 per pair),
+        cache_hits (calls answered without a request, identical calls within the run included), requests,
+        retries (extra HTTP attempts by the client), prompt_tokens, completion_tokens, cost_usd (requests sent
+        now only), unparsed (calls without an A/B verdict), position_inconsistent (A/B verdicts that flipped
+        with the order), ties. The key is only needed when something is not cached yet.
+        A blocking wrapper around `awin_rates`; call that one from code that already runs an event loop.
+        """
+        if _loop_running():
+            raise JudgeError("win_rates() called inside a running event loop; await awin_rates() instead")
+        return asyncio.run(self.awin_rates(questions, answers, references))
+
+    async def awin_rates(
+        self, questions: Sequence[str], answers: Sequence[str], references: Sequence[str]
+    ) -> tuple[list[float], dict[str, float]]:
+        if not len(questions) == len(answers) == len(references):
+            raise ValueError(f"lengths differ: {len(questions)} questions, {len(answers)} answers, {len(references)} references")
+        model = self.config.model
+        # Call 2i puts the answer in slot A, call 2i+1 puts it in slot B.
+        calls = [
+            (q, first, second)
+            for q, a, r in zip(questions, answers, references, strict=True)
+            for first, second in ((a, r), (r, a))
+        ]
+        keys = [cache_key(model, *c) for c in calls]
+        usage = {
+            "pairs": len(questions),
+            "calls": len(calls),
+            "cache_hits": 0,
+            "requests": 0,
+            "retries": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+        }
+        cache = _Cache(self.config.cache_path)
+        try:
+            raw = cache.get_many(keys)
+            todo = {k: c for k, c in zip(keys, calls, strict=True) if k not in raw}  # dict: identical calls are sent once
+            usage["cache_hits"] = len(calls) - len(todo)
+            if todo:
+                await self._send(todo, raw, cache, usage)
+        finally:
+            cache.close()
+
+        verdicts = [parse_verdict(raw[k]) for k in keys]
+        scores, inconsistent = [], 0
+        for i in range(len(questions)):
+            forward = _first_wins(verdicts[2 * i], slot="A")
+            swapped = _first_wins(verdicts[2 * i + 1], slot="B")
+            scores.append(forward if forward == swapped else 0.5)
+            if forward != swapped and 0.5 not in (forward, swapped):
+                inconsistent += 1
+        usage["unparsed"] = sum(v is None for v in verdicts)
+        usage["position_inconsistent"] = inconsistent
+        usage["ties"] = sum(s == 0.5 for s in scores)
+        usage["cost_usd"] = (
+            usage["prompt_tokens"] * self.config.price_per_1m_input + usage["completion_tokens"] * self.config.price_per_1m_output
+        ) / 1e6
+        log.info(
+            "judged %d pairs with %s: %d requests, %d cache hits, %d retries, $%.4f",
+            len(questions),
+            model,
+            usage["requests"],
+            usage["cache_hits"],
+            usage["retries"],
+            usage["cost_usd"],
+        )
+        return scores, usage
+
+    async def _send(self, todo: dict[str, tuple[str, str, str]], raw: dict[str, str], cache: _Cache, usage: dict) -> None:
+        """Judge every call in `todo`, caching each answer as it lands; after the first hard failure start nothing new."""
+        key = self._api_key()
+        cfg = self.config
+        extra: dict = {}
+        if cfg.temperature is not None:
+            extra["temperature"] = cfg.temperature
+        if cfg.max_tokens is not None:
+            extra["max_tokens"] = cfg.max_tokens
+        gate = asyncio.Semaphore(cfg.max_concurrency)
+        failures: list[BaseException] = []
+
+        async def judge(client: openai.AsyncOpenAI, k: str, question: str, first: str, second: str) -> None:
+            async with gate:
+                if failures:
+                    return
+                prompt = PAIRWISE_TEMPLATE.format(question=question, response_a=first, response_b=second)
+                usage["requests"] += 1
+                try:
+                    response = await client.chat.completions.with_raw_response.create(
+                        model=cfg.model, messages=[{"role": "user", "content": prompt}], **extra
+                    )
+                    completion = response.parse()
+                except openai.APIError as err:
+                    failures.append(err)
+                    return
+                usage["retries"] += response.retries_taken
+                text = (completion.choices[0].message.content if completion.choices else None) or ""
+                pt = completion.usage.prompt_tokens if completion.usage else 0
+                ct = completion.usage.completion_tokens if completion.usage else 0
+                usage["prompt_tokens"] += pt
+                usage["completion_tokens"] += ct
+                cache.put(k, cfg.model, text, pt, ct)
+                raw[k] = text
+
+        # TaskGroup, not gather: an unexpected exception cancels the siblings before the client closes under them.
+        async with openai.AsyncOpenAI(**self._client_kwargs(key)) as client, asyncio.TaskGroup() as tasks:
+            for k, c in todo.items():
+                tasks.create_task(judge(client, k, *c))
+        if failures:
+            done = sum(k in raw for k in todo)
+            retried = f" after {cfg.max_retries} retries" if _transient(failures[0]) else ""
+            raise JudgeError(
+                f"{len(failures)} judge request(s) to {self._endpoint()} failed{retried} "
+                f"({done} of {len(todo)} new verdicts were cached; rerun to resume): {_describe(failures[0], key)}"
+            )
