@@ -4,10 +4,12 @@ import argparse
 from pathlib import Path
 
 from demo2reward.artifacts import read_jsonl, write_json, write_jsonl
-from demo2reward.evaluation import evaluate_policy
+from demo2reward.evaluation import build_judge, evaluate_policy
+from demo2reward.judge import JudgeError
 from demo2reward.policy import start_and_reference
-from demo2reward.stage import stage
+from demo2reward.stage import StageError, stage
 from demo2reward.task import Oracle
+from demo2reward.tracking import repo_root
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--name", required=True, help="sft, irl_<k> or oracle_<k>")
@@ -24,6 +26,10 @@ ap.add_argument("--answers", type=Path, required=True)
 args = ap.parse_args()
 
 with stage(f"evaluate@{args.name}", ("evaluate",)) as (params, run):
+    try:  # a missing key or an unreachable endpoint fails here, before any generation
+        judge = build_judge(params.evaluate, repo_root())
+    except JudgeError as err:
+        raise StageError(str(err)) from None
     if args.track:  # SPIN's implicit reward β·log(π_k / π_{k-1}); β does not change its ranking
         args.implicit_reference, _ = start_and_reference(args.track, "previous", args.sft, args.previous)
     metrics, answers = evaluate_policy(
@@ -36,6 +42,7 @@ with stage(f"evaluate@{args.name}", ("evaluate",)) as (params, run):
         params.seed,
         reward_model_path=args.reward,
         implicit_reference_path=args.implicit_reference,
+        judge=judge,
     )
     metrics["iteration"] = args.k
     write_jsonl(args.answers, answers)

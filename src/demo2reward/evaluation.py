@@ -56,6 +56,45 @@ def _assistant(texts: list[str]) -> list[list[dict]]:
     return [[{"role": "assistant", "content": t}] for t in texts]
 
 
+class RewardModelJudge:
+    """A local sequence-classification model as judge: the answer wins if it scores above the reference."""
+
+    def __init__(self, path: str | Path):
+        self.model, self.tokenizer = load_reward_model(path), load_tokenizer(path)
+
+    def win_rates(self, questions: list[str], answers: list[str], references: list[str]) -> tuple[list[float], dict]:
+        prompts = [[{"role": "user", "content": q}] for q in questions]
+        a = score(self.model, self.tokenizer, prompts, _assistant(answers))
+        r = score(self.model, self.tokenizer, prompts, _assistant(references))
+        return list((a > r) + 0.5 * (a == r)), {}
+
+
+def build_judge(p: EvaluateParams, root: Path):
+    """The extra win-rate judge of `evaluate.judge`, checked before any generation; None for the oracle alone."""
+    if p.judge == "reward_model":
+        return RewardModelJudge(p.judge_reward_model)
+    if p.judge == "llm":
+        from demo2reward.judge import JudgeConfig, PairwiseJudge
+
+        c = p.llm
+        judge = PairwiseJudge(
+            JudgeConfig(
+                model=c.model,
+                base_url=c.base_url,
+                api_key_env=c.api_key_env,
+                max_concurrency=c.max_concurrency,
+                max_retries=c.max_retries,
+                timeout_s=c.timeout_s,
+                price_per_1m_input=c.price_per_1m_input,
+                price_per_1m_output=c.price_per_1m_output,
+                cache_path=root / c.cache,
+            )
+        )
+        judge.preflight()
+        return judge
+    return None
+
+
 def evaluate_policy(
     policy_path: str | Path,
     sft_path: str | Path,
@@ -66,11 +105,13 @@ def evaluate_policy(
     seed: int,
     reward_model_path: str | Path | None = None,
     implicit_reference_path: str | Path | None = None,
+    judge=None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Metrics of one policy, and its greedy answers for inspection.
 
     The reward whose accuracy is measured is the learned reward model at `reward_model_path`, or, if
     `implicit_reference_path` is given instead, the implicit reward log π(y|x) − log π_ref(y|x).
+    An extra `judge` (see `build_judge`) adds its own win rate of the greedy answers against the demos.
     """
     tokenizer = load_tokenizer(policy_path)
     policy = load_policy(policy_path)
@@ -93,6 +134,11 @@ def evaluate_policy(
         "response_length_mean": float(np.mean([len(g.split()) for g in greedy])),
         "response_length_mean_sampled": float(np.mean([len(s.split()) for s in first])),
     }
+    if judge is not None:
+        suffix = "llm" if type(judge).__name__ == "PairwiseJudge" else "rm"
+        scores, usage = judge.win_rates(posts, greedy, demos)
+        metrics[f"win_rate_vs_demos_{suffix}"] = float(np.mean(scores))
+        metrics.update({f"judge_{k}": float(v) for k, v in usage.items()})
     for key in oracle.world.diagnostics(posts[0], first[0]):
         metrics[f"{key}_mean_sampled"] = float(
             np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)])

@@ -125,9 +125,34 @@ class SpinParams(Section):
     max_new_tokens: int = Field(12, ge=1, description="Longest sampled response, in tokens.")
 
 
+class LLMJudgeParams(Section):
+    model: str = Field("gpt-4o", min_length=1, description="Judge model on the OpenAI-compatible endpoint.")
+    base_url: str | None = Field(None, description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1 (vLLM); null = OpenAI.")
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="NAME of the key's env var.")
+    max_concurrency: int = Field(8, ge=1, description="Most judge requests in flight at once.")
+    max_retries: int = Field(5, ge=0, description="Retries per request on 429/5xx/timeouts (exponential backoff).")
+    timeout_s: float = Field(60.0, gt=0, description="Per-attempt request timeout.")
+    price_per_1m_input: float = Field(2.5, ge=0, description="USD per 1M prompt tokens, for the cost estimate.")
+    price_per_1m_output: float = Field(10.0, ge=0, description="USD per 1M completion tokens, for the cost estimate.")
+    cache: str = Field(".cache/judge.sqlite", min_length=1, description="Verdict cache, relative to the repository root.")
+
+
 class EvaluateParams(Section):
     max_new_tokens: int = Field(12, ge=1, description="Longest evaluated answer, in tokens.")
     batch_size: int = Field(256, ge=1, description="Prompts per generate() / scoring call.")
+    judge: Literal["oracle", "llm", "reward_model"] = Field(
+        "oracle",
+        description="Win-rate judge: the task's r* only (oracle), plus an LLM judge (win_rate_vs_demos_llm) "
+        "or a local reward model (win_rate_vs_demos_rm).",
+    )
+    judge_reward_model: str | None = Field(None, description="Path of the sequence-classification judge (judge: reward_model).")
+    llm: LLMJudgeParams = LLMJudgeParams()
+
+    @model_validator(mode="after")
+    def _judge_model_given(self) -> EvaluateParams:
+        if self.judge == "reward_model" and not self.judge_reward_model:
+            raise ValueError("judge: reward_model needs judge_reward_model (a local model path)")
+        return self
 
 
 class TrackingParams(Section):
