@@ -267,7 +267,8 @@ def bench_pipeline(scratch: Path) -> dict:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
-    subprocess.run(["dvc", "repro", "--no-run-cache"], cwd=ws, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(["dvc", "repro", "--no-run-cache"], cwd=ws, env=env, check=True, **quiet)
     wall = time.perf_counter() - start
     peak_rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
     client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")

@@ -1,4 +1,4 @@
-"""The pairwise judge against a real OpenAI-compatible HTTP server on 127.0.0.1: no client mocks, no network."""
+"""The judges against a real OpenAI-compatible HTTP server on 127.0.0.1: no client mocks, no network."""
 
 from __future__ import annotations
 
@@ -13,17 +13,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from demo2reward.judge import (
     PAIRWISE_TEMPLATE_NAME,
+    CachedChat,
+    ChatRequest,
     JudgeConfig,
     JudgeError,
     PairwiseJudge,
+    SingleAnswerGrader,
     cache_key,
+    chat_cache_key,
+    parse_rating,
     parse_verdict,
 )
 
@@ -33,10 +38,18 @@ MODEL = "judge-test"
 _RESPONSE = re.compile(r"\[Response ([AB])\]\n(.*?)\n\[End of Response \1\]", re.DOTALL)
 
 
-class FakeOpenAI(ThreadingHTTPServer):
-    """POST /v1/chat/completions and GET /v1/models, judging deterministically: the longer response wins (ties say "A").
+def _default_grade(messages: list[dict]) -> str:
+    """A rating that depends on the prompt only: 1 + (length of the user message mod 10)."""
+    return f"Fine answer.\n\nRating: [[{1 + len(messages[-1]['content']) % 10}]]"
 
-    `mode` "always_a" is a judge with pure position bias, "garbage" one that never answers with a letter.
+
+class FakeOpenAI(ThreadingHTTPServer):
+    """POST /v1/chat/completions and GET /v1/models, judging deterministically.
+
+    A pairwise prompt (one with [Response A] and [Response B]) gets a verdict: the longer response wins (ties
+    say "A"); `mode` "always_a" is a judge with pure position bias, "garbage" one that never answers with a
+    letter. Any other prompt is a grading prompt: the answer is `grade(messages)` (`_default_grade` unless set;
+    "garbage" mode answers without a rating), and the request body is kept in `graded`.
     The first `fail_first` chat requests get 429, 500, 429, ... (with `Retry-After-Ms` when `retry_after_ms`).
     """
 
@@ -53,6 +66,8 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.retry_after_ms: int | None = None
         self.delay_s = 0.0
         self.seen: list[tuple[str, str]] = []
+        self.graded: list[dict] = []
+        self.grade: Callable[[list[dict]], str] = _default_grade
 
     @property
     def base_url(self) -> str:
@@ -116,11 +131,23 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         prompt = body["messages"][-1]["content"]
         found = dict(_RESPONSE.findall(prompt))
-        with srv.lock:
-            srv.seen.append((found["A"], found["B"]))
-        answer = srv.verdict(found["A"], found["B"])
+        if {"A", "B"} <= found.keys():
+            with srv.lock:
+                srv.seen.append((found["A"], found["B"]))
+            answer = srv.verdict(found["A"], found["B"])
+            completion_tokens = 1
+        else:
+            with srv.lock:
+                srv.graded.append(body)
+            answer = "I cannot rate this." if srv.mode == "garbage" else srv.grade(body["messages"])
+            completion_tokens = len(answer.split())
         time.sleep(srv.delay_s)
-        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 1, "total_tokens": len(prompt.split()) + 1}
+        prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         self._send(
             200,
             {
@@ -134,8 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
+@contextlib.contextmanager
+def running_server() -> Iterator[FakeOpenAI]:
+    """A FakeOpenAI serving on a background thread for the duration of the block (other test modules reuse it)."""
     srv = FakeOpenAI()
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -147,18 +175,29 @@ def server() -> Iterator[FakeOpenAI]:
         thread.join()
 
 
-@pytest.fixture
-def config(server, tmp_path, monkeypatch) -> JudgeConfig:
+def judge_config_for(srv: FakeOpenAI, cache_path, monkeypatch) -> JudgeConfig:
+    """A JudgeConfig pointing at `srv`, with its key exported."""
     monkeypatch.setenv(KEY_ENV, SECRET)
     return JudgeConfig(
         model=MODEL,
-        base_url=server.base_url,
+        base_url=srv.base_url,
         api_key_env=KEY_ENV,
         max_concurrency=8,
         max_retries=3,
         timeout_s=5,
-        cache_path=tmp_path / "judge.sqlite",
+        cache_path=cache_path,
     )
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with running_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def config(server, tmp_path, monkeypatch) -> JudgeConfig:
+    return judge_config_for(server, tmp_path / "judge.sqlite", monkeypatch)
 
 
 def _pairs(n: int) -> tuple[list[str], list[str], list[str]]:
@@ -380,3 +419,79 @@ def test_500_pairs(server, config, capsys):
     assert scores == cached == _expected(500)
     assert usage["requests"] == 1000 and server.chat_requests == 1000
     assert again["requests"] == 0 and again["cache_hits"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "rating"),
+    [
+        ("Short explanation.\n\nRating: [[7]]", 7.0),
+        ("[[8.5]]", 8.5),
+        ("Rating: [[10]]", 10.0),
+        ("I give it [6].", 6.0),  # FastChat's backup pattern
+        ("[9] on style, but overall [[4]]", 4.0),  # the double-bracket pattern is tried first, anywhere
+        ("[[3]] ... [[9]]", 3.0),  # first match
+        ("[[07]]", 7.0),  # FastChat's ast.literal_eval would raise here
+        ("Rating: 7/10", -1.0),
+        ("[[ 7 ]]", -1.0),
+        ("", -1.0),
+        (None, -1.0),
+    ],
+)
+def test_parse_rating(text, rating):
+    assert parse_rating(text) == rating
+
+
+def _grading(n: int, system: str | None = "You are a helpful assistant.") -> list[ChatRequest]:
+    return [ChatRequest(user=f"[Question]\nq{i}?\n\n[Answer]\n{'x' * i}", system=system, label="single-v1") for i in range(n)]
+
+
+def test_grader_sends_system_prompt_rates_and_caches(server, config):
+    grader = SingleAnswerGrader(config)
+    requests = _grading(6)
+    ratings, texts, usage = grader.grade(requests)
+    assert ratings == [float(1 + len(r.user) % 10) for r in requests]
+    assert all("Rating: [[" in t for t in texts)
+    assert usage["requests"] == 6 and usage["graded"] == 6 and usage["unparsed"] == 0 and usage["cache_hits"] == 0
+    assert usage["completion_tokens"] > 0 and usage["cost_usd"] > 0
+    body = server.graded[0]
+    assert body["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
+    assert body["messages"][1]["role"] == "user" and len(body["messages"]) == 2
+    assert body["temperature"] == 0 and body["max_tokens"] == 2048  # grading_max_tokens, not the pairwise 8
+    # Rerun: nothing sent, and no key needed.
+    again = SingleAnswerGrader(config).grade(requests)
+    assert again[:2] == (ratings, texts) and again[2]["requests"] == 0 and again[2]["cache_hits"] == 6
+    assert server.chat_requests == 6
+
+
+def test_grader_counts_unparsable_and_shares_the_cache_file(server, config):
+    server.mode = "garbage"
+    ratings, _, usage = SingleAnswerGrader(config).grade(_grading(3, system=None))
+    assert ratings == [-1.0] * 3 and usage["unparsed"] == 3 and usage["graded"] == 0
+    assert all(len(b["messages"]) == 1 for b in server.graded)  # no system prompt, no system message
+    server.mode = "longer"
+    PairwiseJudge(config).win_rates(*_pairs(1))
+    with contextlib.closing(sqlite3.connect(config.cache_path)) as db:
+        labels = sorted(r[0] for r in db.execute("SELECT template FROM judgments"))
+    assert labels == [PAIRWISE_TEMPLATE_NAME] * 2 + ["single-v1"] * 3
+
+
+def test_chat_cache_key_covers_model_system_and_user():
+    base = chat_cache_key(MODEL, "sys", "user")
+    variants = {
+        chat_cache_key("other", "sys", "user"),
+        chat_cache_key(MODEL, None, "user"),
+        chat_cache_key(MODEL, "sys", "user2"),
+    }
+    assert base not in variants and len(variants) == 3
+    assert base != cache_key(MODEL, "sys", "user", "")
+
+
+def test_generic_completion_dedupes_and_keeps_the_key_out(server, config, monkeypatch):
+    chat = CachedChat(config)
+    texts, usage = chat.complete([ChatRequest("same"), ChatRequest("same"), ChatRequest("other")], max_tokens=None)
+    assert texts[0] == texts[1] and usage["calls"] == 3 and usage["requests"] == 2 and usage["cache_hits"] == 1
+    assert "max_tokens" not in server.graded[0]  # None omits it
+    monkeypatch.setenv(KEY_ENV, SECRET + "-revoked")
+    with pytest.raises(JudgeError) as err:
+        SingleAnswerGrader(config).grade([ChatRequest("new")])
+    assert "401" in str(err.value) and SECRET not in str(err.value) and SECRET not in repr(chat)

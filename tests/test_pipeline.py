@@ -126,8 +126,10 @@ def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run(["dvc", "status", "--json"], ws, env).stdout))
     # `report` reruns too, once the new evaluations change metrics/eval/; status cannot know that yet.
+    # mtbench and leaderboard grade the final iterate, so a new K concerns them (they are no-ops when disabled).
     assert {name.split(":")[-1] for name in changed} == {
-        "rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3", "spin@3", "evaluate_spin@3"
+        "rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3",
+        "spin@3", "evaluate_spin@3", "mtbench", "leaderboard",
     }  # fmt: skip
 
 
@@ -169,3 +171,72 @@ def test_invalid_params_stop_before_any_compute(workspace, tmp_path):
     )
     proc = _run([sys.executable, "-c", code], ws, env, check=False)
     assert proc.returncode != 0 and "policy.beta" in proc.stderr and "computed" not in proc.stdout
+
+
+def test_mtbench_stage_grades_the_final_policies_with_a_local_judge(workspace, tmp_path):
+    from tests.test_judge import KEY_ENV, MODEL, SECRET, running_server
+    from tests.test_mtbench import (
+        JUDGE_PROMPTS,
+        JUDGE_PROMPTS_FILE,
+        QUESTION_FILE,
+        QUESTIONS,
+        REFERENCE_FILE,
+        REFERENCES,
+        _judge_by_tag,
+        _write_jsonl,
+    )
+
+    ws, env, _ = workspace
+    data = tmp_path / "llm_judge_data"
+    _write_jsonl(data / QUESTION_FILE, QUESTIONS)
+    _write_jsonl(data / JUDGE_PROMPTS_FILE, JUDGE_PROMPTS)
+    _write_jsonl(data / REFERENCE_FILE, REFERENCES)
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["iterations"] = {"1": {"prev": 0}, "2": {"prev": 1}}
+    params["mtbench"] = {"enabled": True, "data_dir": str(data), "max_new_tokens": 4, "batch_size": 4}
+    with running_server() as srv:
+        srv.grade = _judge_by_tag
+        params["evaluate"]["llm"] = {
+            **params["evaluate"]["llm"],
+            "model": MODEL,
+            "base_url": srv.base_url,
+            "api_key_env": KEY_ENV,
+        }
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        cmd = [
+            sys.executable,
+            "stages/mtbench.py",
+            "--models",
+            "models",
+            "--out",
+            "data/mtbench",
+            "--metrics",
+            "metrics/mtbench.json",
+        ]
+        _run(cmd, ws, {**env, KEY_ENV: SECRET})
+        # Identical answers of different policies share one cached judgment, so at most 3 policies x 2 turns.
+        assert 0 < srv.chat_requests <= 3 * 2 * len(QUESTIONS)
+    scores = json.loads((ws / "metrics/mtbench.json").read_text())
+    assert scores["enabled"] is True and set(scores) == {"enabled", "sft", "irl", "spin"}
+    for policy in ("sft", "irl", "spin"):
+        assert scores[policy]["graded"] + scores[policy]["unparsed"] == 2 * len(QUESTIONS)
+        assert scores[policy]["graded"] == 0 or 1 <= scores[policy]["overall"] <= 10
+    assert SECRET not in (ws / "metrics/mtbench.json").read_text()
+    assert (ws / "data/mtbench/model_answer/irl.jsonl").exists()
+
+
+def test_leaderboard_stage_scores_the_final_policies_on_a_local_task(workspace, tmp_path):
+    from tests.test_leaderboard import FIXTURES, _render
+
+    ws, env, _ = workspace
+    tasks = _render(tmp_path / "tasks", FIXTURES)
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["iterations"] = {"1": {"prev": 0}, "2": {"prev": 1}}
+    params["leaderboard"] = {"enabled": True, "include_path": str(tasks), "tasks": [["toy_mc", 1, "acc"]], "batch_size": 4}
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
+    _run([sys.executable, "stages/leaderboard.py", "--models", "models", "--metrics", "metrics/leaderboard.json"], ws, offline)
+    scores = json.loads((ws / "metrics/leaderboard.json").read_text())
+    assert scores["enabled"] is True and scores["lm_eval_version"]
+    for policy in ("sft", "irl", "spin"):
+        assert 0 <= scores[policy]["toy_mc"] <= 1 and scores[policy]["average"] == scores[policy]["toy_mc"]

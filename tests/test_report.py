@@ -76,3 +76,15 @@ def test_summary_without_oracle_has_no_ratio():
     m = {"true_reward_mean": 0.1, "true_reward_mean_sampled": 0, "win_rate_vs_demos": 0, "win_rate_vs_demos_sampled": 0}
     s = summarise({"sft": {0: m}, "irl": {1: {**m, "true_reward_mean": 0.2, "reward_accuracy": 0.7}}})
     assert "reward_recovery_ratio" not in s and s["irl_gain_true_reward_mean"] == pytest.approx(0.1)
+
+
+def test_benchmark_scores_join_table_1_when_enabled(evals, tmp_path):
+    mt = tmp_path / "mtbench.json"
+    mt.write_text(json.dumps({"enabled": True, "sft": {"overall": 2.5}, "irl": {"overall": 3.25}, "spin": {"overall": 3.0}}))
+    lb = tmp_path / "leaderboard.json"
+    lb.write_text(json.dumps({"enabled": False}))
+    write_report(evals[0], tmp_path / "out", evals[1], mt, lb)
+    md = (tmp_path / "out" / "report.md").read_text()
+    table1 = md.split("## Every iteration")[0]
+    assert "mtbench_overall" in table1 and "leaderboard_average" not in table1
+    assert "| 3.250 |" in next(line for line in table1.splitlines() if line.startswith("| IRL final"))

@@ -69,27 +69,33 @@ class RewardModelJudge:
         return list((a > r) + 0.5 * (a == r)), {}
 
 
+def judge_config(p: EvaluateParams, root: Path, **overrides):
+    """The LLM judge's config from `evaluate.llm`; the cache lives under the repository root."""
+    from demo2reward.judge import JudgeConfig
+
+    c = p.llm
+    return JudgeConfig(
+        model=c.model,
+        base_url=c.base_url,
+        api_key_env=c.api_key_env,
+        max_concurrency=c.max_concurrency,
+        max_retries=c.max_retries,
+        timeout_s=c.timeout_s,
+        price_per_1m_input=c.price_per_1m_input,
+        price_per_1m_output=c.price_per_1m_output,
+        cache_path=root / c.cache,
+        **overrides,
+    )
+
+
 def build_judge(p: EvaluateParams, root: Path):
     """The extra win-rate judge of `evaluate.judge`, checked before any generation; None for the oracle alone."""
     if p.judge == "reward_model":
         return RewardModelJudge(p.judge_reward_model)
     if p.judge == "llm":
-        from demo2reward.judge import JudgeConfig, PairwiseJudge
+        from demo2reward.judge import PairwiseJudge
 
-        c = p.llm
-        judge = PairwiseJudge(
-            JudgeConfig(
-                model=c.model,
-                base_url=c.base_url,
-                api_key_env=c.api_key_env,
-                max_concurrency=c.max_concurrency,
-                max_retries=c.max_retries,
-                timeout_s=c.timeout_s,
-                price_per_1m_input=c.price_per_1m_input,
-                price_per_1m_output=c.price_per_1m_output,
-                cache_path=root / c.cache,
-            )
-        )
+        judge = PairwiseJudge(judge_config(p, root))
         judge.preflight()
         return judge
     return None

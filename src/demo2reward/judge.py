@@ -1,11 +1,16 @@
-"""Pairwise LLM-as-judge over any OpenAI-compatible endpoint: position-debiased, cached on disk, costed.
+"""LLM-as-judge over any OpenAI-compatible endpoint: cached on disk, bounded, retried, costed.
 
-Each (question, answer, reference) pair is judged twice, once in each order, so that a judge that
-favours the first (or second) slot cannot move the score: only a verdict that survives the swap
-counts as a win or a loss, anything else is a tie. Every call's raw answer is committed to a SQLite
-cache as soon as it arrives, so a rerun, or a run resumed after a crash or a rate-limit abort, sends
-no request for what it already has. The API key is read from the environment at call time and is
-never stored on these objects, so it cannot end up in a repr, a params file, MLflow or an error.
+`CachedChat` is the one way this project talks to a judge model: every chat completion's raw answer is
+committed to a SQLite cache as soon as it arrives, so a rerun, or a run resumed after a crash or a
+rate-limit abort, sends no request for what it already has. Two judges are built on it:
+
+* `PairwiseJudge`: each (question, answer, reference) pair is judged twice, once in each order, so that
+  a judge that favours the first (or second) slot cannot move the score: only a verdict that survives the
+  swap counts as a win or a loss, anything else is a tie.
+* `SingleAnswerGrader`: a 1-10 rating per prompt, parsed as FastChat's llm_judge does (MT-Bench).
+
+The API key is read from the environment at call time and is never stored on these objects, so it cannot
+end up in a repr, a params file, MLflow or an error.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import openai
 
@@ -51,6 +57,11 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # "A", "b", "**A**", "[[B]]", "A.", "Response A", "Verdict: B"; a sentence is not a verdict.
 _VERDICT = re.compile(r"(?:(?:response|answer|verdict|winner|final answer)\s*:?\s*)?([AB])", re.IGNORECASE)
 _STRIP = " \t\r\n*_`'\"[](){}<>.,:;!"
+# FastChat llm_judge/common.py `one_score_pattern` and `one_score_pattern_backup`, tried in that order with re.search.
+RATING_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+RATING_PATTERN_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+UNPARSED_RATING = -1.0
+CHAT_KEY_VERSION = "chat-v1"  # namespaces CachedChat keys away from the pairwise ones in the shared table
 
 
 def _default_cache_path() -> Path:
@@ -93,6 +104,13 @@ class JudgeConfig:
     max_tokens: int | None = field(
         default=8, metadata={"help": "Completion token cap; the verdict is one letter. None omits it (reasoning models)."}
     )
+    grading_max_tokens: int | None = field(
+        default=2048,
+        metadata={
+            "help": "Completion token cap of single-answer grading (MT-Bench), whose rating comes after an explanation; "
+            "FastChat uses 2048. None omits it."
+        },
+    )
 
     def __post_init__(self) -> None:
         # The value is not echoed: someone who pasted the key here must not see it again in a traceback.
@@ -104,12 +122,27 @@ class JudgeConfig:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        for name in ("max_tokens", "grading_max_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
 
 
 def parse_verdict(text: str | None) -> str | None:
     """'A' or 'B' when the judge's answer is exactly one of them (give or take markup), else None (a tie for that call)."""
     m = _VERDICT.fullmatch((text or "").strip(_STRIP))
     return m.group(1).upper() if m else None
+
+
+def parse_rating(text: str | None) -> float:
+    """The judge's 1-10 rating as FastChat reads it ("[[7]]", else "[7]"), or -1.0 when it gave none.
+
+    Like FastChat, the first match wins and the value is not range-checked. float() instead of FastChat's
+    ast.literal_eval gives the same number for every rating literal_eval accepts and does not crash on "[[07]]".
+    """
+    text = text or ""
+    m = RATING_PATTERN.search(text) or RATING_PATTERN_BACKUP.search(text)
+    return float(m.group(1)) if m else UNPARSED_RATING
 
 
 def _first_wins(verdict: str | None, slot: str) -> float:
@@ -121,6 +154,25 @@ def cache_key(model: str, question: str, first: str, second: str) -> str:
     """sha256 over everything that determines one call's prompt and judge; JSON keeps the fields unambiguous."""
     payload = json.dumps([model, PAIRWISE_TEMPLATE_NAME, PAIRWISE_TEMPLATE, question, first, second], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def chat_cache_key(model: str, system: str | None, user: str) -> str:
+    """sha256 over the judge model and the exact messages of one `CachedChat` call (sampling settings are not in it)."""
+    payload = json.dumps([CHAT_KEY_VERSION, model, system, user], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion: an optional system message, one user message, and a label kept with the cached answer."""
+
+    user: str
+    system: str | None = None
+    label: str = "chat"
+
+    def messages(self) -> list[dict[str, str]]:
+        head = [] if self.system is None else [{"role": "system", "content": self.system}]
+        return [*head, {"role": "user", "content": self.user}]
 
 
 class _Cache:
@@ -150,10 +202,12 @@ class _Cache:
             found.update(self.conn.execute(f"SELECT key, raw FROM judgments WHERE key IN ({marks})", chunk).fetchall())
         return found
 
-    def put(self, key: str, model: str, raw: str, prompt_tokens: int, completion_tokens: int) -> None:
+    def put(
+        self, key: str, model: str, raw: str, prompt_tokens: int, completion_tokens: int, template: str = PAIRWISE_TEMPLATE_NAME
+    ) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, model, PAIRWISE_TEMPLATE_NAME, raw, prompt_tokens, completion_tokens, time.time()),
+            (key, model, template, raw, prompt_tokens, completion_tokens, time.time()),
         )
         self.conn.commit()
 
@@ -193,8 +247,8 @@ def _transient(err: BaseException) -> bool:
     return isinstance(err, openai.APIConnectionError)
 
 
-class PairwiseJudge:
-    """Win rate of answers against references, as judged by an LLM in both orders.
+class CachedChat:
+    """Chat completions from one OpenAI-compatible endpoint, each answer cached on disk the moment it arrives.
 
     Concurrency is asyncio (AsyncOpenAI) under a semaphore rather than a thread pool: the work is
     waiting on the network, so one thread drives hundreds of requests over one connection pool, a
@@ -210,7 +264,7 @@ class PairwiseJudge:
         self.config = config or JudgeConfig()
 
     def __repr__(self) -> str:
-        return f"PairwiseJudge({self.config!r})"
+        return f"{type(self).__name__}({self.config!r})"
 
     def _api_key(self) -> str:
         key = os.environ.get(self.config.api_key_env, "").strip()
@@ -257,6 +311,109 @@ class PairwiseJudge:
             shown = ", ".join(sorted(served)[:10]) + (" ..." if len(served) > 10 else "")
             raise JudgeError(f"judge model {self.config.model!r} is not served by {endpoint} (it lists: {shown})")
 
+    def complete(
+        self, requests: Sequence[ChatRequest], *, max_tokens: int | Literal["config"] | None = "config"
+    ) -> tuple[list[str], dict[str, float]]:
+        """The judge model's answer text to each request ("" if it sent none), and this run's usage.
+
+        Cache key: judge model + system message + user message (`chat_cache_key`); identical requests are sent
+        once. `max_tokens` is `config.max_tokens` unless given (None omits it). Usage: calls, cache_hits, requests, retries,
+        prompt_tokens, completion_tokens, cost_usd (requests sent now only). The key is only needed when
+        something is not cached yet. A blocking wrapper around `acomplete`.
+        """
+        if _loop_running():
+            raise JudgeError("complete() called inside a running event loop; await acomplete() instead")
+        return asyncio.run(self.acomplete(requests, max_tokens=max_tokens))
+
+    async def acomplete(
+        self, requests: Sequence[ChatRequest], *, max_tokens: int | Literal["config"] | None = "config"
+    ) -> tuple[list[str], dict[str, float]]:
+        model = self.config.model
+        calls = [(chat_cache_key(model, r.system, r.user), r.messages(), r.label) for r in requests]
+        texts, usage = await self._cached_calls(
+            calls, max_tokens=self.config.max_tokens if max_tokens == "config" else max_tokens
+        )
+        usage["cost_usd"] = self._cost(usage)
+        return texts, usage
+
+    def _cost(self, usage: dict) -> float:
+        return (
+            usage["prompt_tokens"] * self.config.price_per_1m_input + usage["completion_tokens"] * self.config.price_per_1m_output
+        ) / 1e6
+
+    async def _cached_calls(
+        self, calls: Sequence[tuple[str, list[dict], str]], *, max_tokens: int | None
+    ) -> tuple[list[str], dict[str, float]]:
+        """Answer text per (cache key, messages, label) call, in order: from the cache, else requested and cached."""
+        usage: dict[str, float] = {
+            "calls": len(calls),
+            "cache_hits": 0,
+            "requests": 0,
+            "retries": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+        }
+        cache = _Cache(self.config.cache_path)
+        try:
+            raw = cache.get_many([k for k, _, _ in calls])
+            todo = {k: (m, label) for k, m, label in calls if k not in raw}  # dict: identical calls are sent once
+            usage["cache_hits"] = len(calls) - len(todo)
+            if todo:
+                await self._send(todo, raw, cache, usage, max_tokens)
+        finally:
+            cache.close()
+        return [raw[k] for k, _, _ in calls], usage
+
+    async def _send(
+        self, todo: dict[str, tuple[list[dict], str]], raw: dict[str, str], cache: _Cache, usage: dict, max_tokens: int | None
+    ) -> None:
+        """Send every call in `todo`, caching each answer as it lands; after the first hard failure start nothing new."""
+        key = self._api_key()
+        cfg = self.config
+        extra: dict = {}
+        if cfg.temperature is not None:
+            extra["temperature"] = cfg.temperature
+        if max_tokens is not None:
+            extra["max_tokens"] = max_tokens
+        gate = asyncio.Semaphore(cfg.max_concurrency)
+        failures: list[BaseException] = []
+
+        async def call(client: openai.AsyncOpenAI, k: str, messages: list[dict], label: str) -> None:
+            async with gate:
+                if failures:
+                    return
+                usage["requests"] += 1
+                try:
+                    response = await client.chat.completions.with_raw_response.create(model=cfg.model, messages=messages, **extra)
+                    completion = response.parse()
+                except openai.APIError as err:
+                    failures.append(err)
+                    return
+                usage["retries"] += response.retries_taken
+                text = (completion.choices[0].message.content if completion.choices else None) or ""
+                pt = completion.usage.prompt_tokens if completion.usage else 0
+                ct = completion.usage.completion_tokens if completion.usage else 0
+                usage["prompt_tokens"] += pt
+                usage["completion_tokens"] += ct
+                cache.put(k, cfg.model, text, pt, ct, template=label)
+                raw[k] = text
+
+        # TaskGroup, not gather: an unexpected exception cancels the siblings before the client closes under them.
+        async with openai.AsyncOpenAI(**self._client_kwargs(key)) as client, asyncio.TaskGroup() as tasks:
+            for k, (messages, label) in todo.items():
+                tasks.create_task(call(client, k, messages, label))
+        if failures:
+            done = sum(k in raw for k in todo)
+            retried = f" after {cfg.max_retries} retries" if _transient(failures[0]) else ""
+            raise JudgeError(
+                f"{len(failures)} judge request(s) to {self._endpoint()} failed{retried} "
+                f"({done} of {len(todo)} new judgments were cached; rerun to resume): {_describe(failures[0], key)}"
+            )
+
+
+class PairwiseJudge(CachedChat):
+    """Win rate of answers against references, as judged by an LLM in both orders (see `CachedChat` for the transport)."""
+
     def win_rates(
         self, questions: Sequence[str], answers: Sequence[str], references: Sequence[str]
     ) -> tuple[list[float], dict[str, float]]:
@@ -279,33 +436,21 @@ class PairwiseJudge:
         if not len(questions) == len(answers) == len(references):
             raise ValueError(f"lengths differ: {len(questions)} questions, {len(answers)} answers, {len(references)} references")
         model = self.config.model
-        # Call 2i puts the answer in slot A, call 2i+1 puts it in slot B.
+        # Call 2i puts the answer in slot A, call 2i+1 puts it in slot B. The key predates CachedChat's and stays
+        # as it was, so that verdicts cached by earlier runs are still found.
         calls = [
-            (q, first, second)
+            (
+                cache_key(model, q, first, second),
+                [{"role": "user", "content": PAIRWISE_TEMPLATE.format(question=q, response_a=first, response_b=second)}],
+                PAIRWISE_TEMPLATE_NAME,
+            )
             for q, a, r in zip(questions, answers, references, strict=True)
             for first, second in ((a, r), (r, a))
         ]
-        keys = [cache_key(model, *c) for c in calls]
-        usage = {
-            "pairs": len(questions),
-            "calls": len(calls),
-            "cache_hits": 0,
-            "requests": 0,
-            "retries": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-        }
-        cache = _Cache(self.config.cache_path)
-        try:
-            raw = cache.get_many(keys)
-            todo = {k: c for k, c in zip(keys, calls, strict=True) if k not in raw}  # dict: identical calls are sent once
-            usage["cache_hits"] = len(calls) - len(todo)
-            if todo:
-                await self._send(todo, raw, cache, usage)
-        finally:
-            cache.close()
+        texts, calls_usage = await self._cached_calls(calls, max_tokens=self.config.max_tokens)
+        usage = {"pairs": len(questions), **calls_usage}
 
-        verdicts = [parse_verdict(raw[k]) for k in keys]
+        verdicts = [parse_verdict(t) for t in texts]
         scores, inconsistent = [], 0
         for i in range(len(questions)):
             forward = _first_wins(verdicts[2 * i], slot="A")
@@ -316,9 +461,7 @@ class PairwiseJudge:
         usage["unparsed"] = sum(v is None for v in verdicts)
         usage["position_inconsistent"] = inconsistent
         usage["ties"] = sum(s == 0.5 for s in scores)
-        usage["cost_usd"] = (
-            usage["prompt_tokens"] * self.config.price_per_1m_input + usage["completion_tokens"] * self.config.price_per_1m_output
-        ) / 1e6
+        usage["cost_usd"] = self._cost(usage)
         log.info(
             "judged %d pairs with %s: %d requests, %d cache hits, %d retries, $%.4f",
             len(questions),
@@ -330,49 +473,36 @@ class PairwiseJudge:
         )
         return scores, usage
 
-    async def _send(self, todo: dict[str, tuple[str, str, str]], raw: dict[str, str], cache: _Cache, usage: dict) -> None:
-        """Judge every call in `todo`, caching each answer as it lands; after the first hard failure start nothing new."""
-        key = self._api_key()
-        cfg = self.config
-        extra: dict = {}
-        if cfg.temperature is not None:
-            extra["temperature"] = cfg.temperature
-        if cfg.max_tokens is not None:
-            extra["max_tokens"] = cfg.max_tokens
-        gate = asyncio.Semaphore(cfg.max_concurrency)
-        failures: list[BaseException] = []
 
-        async def judge(client: openai.AsyncOpenAI, k: str, question: str, first: str, second: str) -> None:
-            async with gate:
-                if failures:
-                    return
-                prompt = PAIRWISE_TEMPLATE.format(question=question, response_a=first, response_b=second)
-                usage["requests"] += 1
-                try:
-                    response = await client.chat.completions.with_raw_response.create(
-                        model=cfg.model, messages=[{"role": "user", "content": prompt}], **extra
-                    )
-                    completion = response.parse()
-                except openai.APIError as err:
-                    failures.append(err)
-                    return
-                usage["retries"] += response.retries_taken
-                text = (completion.choices[0].message.content if completion.choices else None) or ""
-                pt = completion.usage.prompt_tokens if completion.usage else 0
-                ct = completion.usage.completion_tokens if completion.usage else 0
-                usage["prompt_tokens"] += pt
-                usage["completion_tokens"] += ct
-                cache.put(k, cfg.model, text, pt, ct)
-                raw[k] = text
+class SingleAnswerGrader(CachedChat):
+    """A 1-10 rating per grading prompt (FastChat's single-answer grading), on the same cached, retried transport.
 
-        # TaskGroup, not gather: an unexpected exception cancels the siblings before the client closes under them.
-        async with openai.AsyncOpenAI(**self._client_kwargs(key)) as client, asyncio.TaskGroup() as tasks:
-            for k, c in todo.items():
-                tasks.create_task(judge(client, k, *c))
-        if failures:
-            done = sum(k in raw for k in todo)
-            retried = f" after {cfg.max_retries} retries" if _transient(failures[0]) else ""
-            raise JudgeError(
-                f"{len(failures)} judge request(s) to {self._endpoint()} failed{retried} "
-                f"({done} of {len(todo)} new verdicts were cached; rerun to resume): {_describe(failures[0], key)}"
-            )
+    The caller fills the prompts (see `demo2reward.mtbench`); this class sends each as system + user message
+    at `config.temperature` with `config.grading_max_tokens`, and parses the answer with `parse_rating`.
+    Unparsable answers rate -1.0, as in FastChat, and are left to the caller to exclude. No retry on an
+    unparsable answer: at temperature 0 the same request would most likely get the same answer (and FastChat
+    does not retry either).
+    """
+
+    def grade(self, requests: Sequence[ChatRequest]) -> tuple[list[float], list[str], dict[str, float]]:
+        """Ratings (-1.0 = unparsable), the judge's raw answers, and usage (`complete`'s, plus graded and unparsed)."""
+        if _loop_running():
+            raise JudgeError("grade() called inside a running event loop; await agrade() instead")
+        return asyncio.run(self.agrade(requests))
+
+    async def agrade(self, requests: Sequence[ChatRequest]) -> tuple[list[float], list[str], dict[str, float]]:
+        texts, usage = await self.acomplete(requests, max_tokens=self.config.grading_max_tokens)
+        ratings = [parse_rating(t) for t in texts]
+        usage["unparsed"] = sum(r == UNPARSED_RATING for r in ratings)
+        usage["graded"] = len(ratings) - usage["unparsed"]
+        log.info(
+            "graded %d answers with %s: %d unparsed, %d requests, %d cache hits, %d retries, $%.4f",
+            len(ratings),
+            self.config.model,
+            usage["unparsed"],
+            usage["requests"],
+            usage["cache_hits"],
+            usage["retries"],
+            usage["cost_usd"],
+        )
+        return ratings, texts, usage

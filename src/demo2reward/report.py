@@ -205,15 +205,44 @@ def _csv(rows: list[tuple[str, dict]]) -> str:
     return buf.getvalue()
 
 
-def _markdown_table(rows: list[tuple[str, dict]]) -> list[str]:
-    lines = ["| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    return lines + [f"| {name} | " + " | ".join(_cell(m, c) for c in COLUMNS) + " |" for name, m in rows]
+def _markdown_table(rows: list[tuple[str, dict]], extra: tuple[str, ...] = ()) -> list[str]:
+    columns = (*COLUMNS, *extra)
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    return lines + [f"| {name} | " + " | ".join(_cell(m, c) for c in columns) + " |" for name, m in rows]
 
 
-def write_report(eval_dir: str | Path, out_dir: str | Path, answers_dir: str | Path | None = None) -> dict[str, float]:
+def attach_benchmarks(tracks, benchmarks: dict[str, dict]) -> tuple[str, ...]:
+    """Put MT-Bench / leaderboard scores on SFT and the final IRL/SPIN rows; returns the columns that got any."""
+    finals = {"sft": tracks.get("sft", {}).get(0)}
+    for track in ("irl", "spin"):
+        if tracks.get(track):
+            finals[track] = tracks[track][max(tracks[track])]
+    columns = []
+    for column, (scores, key) in benchmarks.items():
+        if not scores.get("enabled"):
+            continue
+        columns.append(column)
+        for policy, m in finals.items():
+            if m is not None and policy in scores:
+                m[column] = scores[policy][key]
+    return tuple(columns)
+
+
+def write_report(
+    eval_dir: str | Path,
+    out_dir: str | Path,
+    answers_dir: str | Path | None = None,
+    mtbench: str | Path | None = None,
+    leaderboard: str | Path | None = None,
+) -> dict[str, float]:
     out_dir = Path(out_dir)
     tracks = load_evaluations(eval_dir)
     attach_intervals(tracks, answers_dir)
+    benchmarks = {
+        "mtbench_overall": (read_json(mtbench) if mtbench and Path(mtbench).exists() else {}, "overall"),
+        "leaderboard_average": (read_json(leaderboard) if leaderboard and Path(leaderboard).exists() else {}, "average"),
+    }
+    extra = attach_benchmarks(tracks, benchmarks)
     summary = summarise(tracks)
     curve_data = curves(tracks)
     for track, points in curve_data.items():
@@ -226,7 +255,7 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, answers_dir: str | P
 
     lines = ["# demo2reward report", "", "Every number is computed from `metrics/eval/*.json` by `stages/report.py`.", ""]
     lines += ["## Table 1: methods at their best and final iteration", ""]
-    lines += _markdown_table(table1_rows(tracks))
+    lines += _markdown_table(table1_rows(tracks), extra)
     lines += [
         "",
         "Brackets: 95% bootstrap confidence interval over held-out prompts. *Best* is the iteration with the highest",

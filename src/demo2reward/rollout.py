@@ -38,7 +38,7 @@ def generate(
             **sampling,
         )
         completions = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        completions = [" ".join(c.split()) for c in completions]
+        completions = [c.strip() for c in completions]  # keep inner newlines: code and lists need them
         for i in range(0, len(completions), num_return_sequences):
             out.append(completions[i : i + num_return_sequences])
     return out
