@@ -284,6 +284,35 @@ def bench_pipeline(scratch: Path) -> dict:
     }
 
 
+def bench_judge(pairs: int = 500) -> dict:
+    """500 pairwise judgments (1,000 calls) against a local OpenAI-compatible server, then the fully cached rerun.
+
+    The server is the tests' deterministic one (tests/test_judge.py), on 127.0.0.1: this times our client side
+    (concurrency, cache, parsing), not a model.
+    """
+    sys.path.insert(0, str(REPO_ROOT))
+    from demo2reward.judge import JudgeConfig, PairwiseJudge
+    from tests.test_judge import KEY_ENV, MODEL, SECRET, running_server
+
+    os.environ[KEY_ENV] = SECRET
+    questions = [f"question {i}?" for i in range(pairs)]
+    answers = [f"answer {i} " + "detail " * (i % 3) for i in range(pairs)]
+    references = [f"reference {i} " + "detail " * ((i + 1) % 3) for i in range(pairs)]
+    with running_server() as srv, tempfile.TemporaryDirectory() as tmp:
+        config = JudgeConfig(model=MODEL, base_url=srv.base_url, api_key_env=KEY_ENV, cache_path=Path(tmp) / "judge.sqlite")
+        first = timed(lambda: PairwiseJudge(config).win_rates(questions, answers, references))
+        requests = srv.chat_requests
+        cached = timed(lambda: PairwiseJudge(config).win_rates(questions, answers, references))
+        assert srv.chat_requests == requests, "the cached rerun sent requests"
+    return {
+        "pairs": pairs,
+        "calls": 2 * pairs,
+        "requests": requests,
+        "first_run_s": round(first, 3),
+        "cached_rerun_s": round(cached, 4),
+    }
+
+
 def print_table(results: dict) -> None:
     overhead = results.get("trainer_overhead", {})
     if overhead:
@@ -303,6 +332,9 @@ def main() -> None:
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up run")
     ap.add_argument("--skip-trainers", action="store_true", help="do not time the trainers (e.g. only --noop)")
     ap.add_argument("--noop", type=Path, metavar="DIR", help="also time a no-op `dvc repro` in DIR (already reproduced)")
+    ap.add_argument(
+        "--judge", action="store_true", help="time 500 pairwise judgments against a local server, and the cached rerun"
+    )
     ap.add_argument("--pipeline", action="store_true", help="time a full default `dvc repro` in a scratch clone")
     ap.add_argument("--noop-targets", nargs="*", default=[], metavar="STAGE", help="stages to repro in DIR (default: all)")
     args = ap.parse_args()
@@ -320,13 +352,16 @@ def main() -> None:
     if args.noop is not None:
         print(f"no-op dvc repro in {args.noop}", flush=True)
         results["noop_repro_s"] = bench_noop_repro(args.noop.resolve(), args.noop_targets)
+    if args.judge:
+        results["judge"] = bench_judge()
+        print(json.dumps(results["judge"], indent=2))
     if args.pipeline:
         print("full dvc repro in a scratch clone (about 10 minutes)", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
             results["pipeline"] = bench_pipeline(Path(scratch))
         print(json.dumps(results["pipeline"], indent=2))
     if not results:
-        ap.error("nothing to do: --skip-trainers without --noop or --pipeline")
+        ap.error("nothing to do: --skip-trainers without --noop, --judge or --pipeline")
 
     out = ws / "metrics/bench.json"
     merged = read_json(out) if out.exists() else {}

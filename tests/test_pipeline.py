@@ -222,6 +222,15 @@ def test_mtbench_stage_grades_the_final_policies_with_a_local_judge(workspace, t
         assert scores[policy]["graded"] + scores[policy]["unparsed"] == 2 * len(QUESTIONS)
         assert scores[policy]["graded"] == 0 or 1 <= scores[policy]["overall"] <= 10
     assert SECRET not in (ws / "metrics/mtbench.json").read_text()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("demo2reward").experiment_id], max_results=1000)
+    mtbench_run = next(r for r in runs if r.info.run_name == "mtbench")
+    assert "mtbench/irl/overall" in mtbench_run.data.metrics
+    assert all(
+        SECRET not in json.dumps([r.data.params, r.data.tags, r.data.metrics]) for r in runs
+    )  # the key never reaches MLflow
     assert (ws / "data/mtbench/model_answer/irl.jsonl").exists()
 
 
