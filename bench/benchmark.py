@@ -128,6 +128,8 @@ def bare_reward(init: Path, pairs: list[dict], p: RewardParams, out: Path, seed:
         processing_class=tokenizer,
     )
     trainer.train()
+    if val:
+        trainer.evaluate()  # the wrapper logs validation loss/accuracy; a bare run with eval data would too
     trainer.save_model(str(out))
 
 

@@ -40,7 +40,7 @@ def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
     return float(np.mean((c > r) + 0.5 * (c == r)))
 
 
-def _standardise(model, tokenizer, pairs: list[dict], sample: int = 1024) -> dict[str, float]:
+def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict[str, float]:
     """Rescale the score head so rewards on (a sample of) the training responses have unit std.
 
     Then the KL coefficient β means the same thing every iteration. A constant offset does not matter:
