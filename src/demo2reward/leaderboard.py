@@ -8,14 +8,15 @@ is named in a short error instead of surfacing as a deep `datasets` stack trace 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from demo2reward.hub import hub_offline, offline_requested
 
 LeaderboardTask = tuple[str, int, str]
 
@@ -49,34 +50,6 @@ class DatasetUnavailableError(RuntimeError):
             "(with HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 so the hub is not retried), or define a local task "
             "(`dataset_path: json` with `dataset_kwargs: {data_files: ...}`) in a folder passed as include_path."
         )
-
-
-def _offline_requested() -> bool:
-    return any(
-        os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
-@contextlib.contextmanager
-def _hub_offline(enabled: bool) -> Iterator[None]:
-    """Honour HF_HUB_OFFLINE / HF_DATASETS_OFFLINE as they are now, not as they were when `datasets` was imported.
-
-    Both libraries read the variables once, at import, so one set later (by a stage wrapper or a test) would be ignored
-    and an uncached hub data set would fail only after huggingface_hub's retries (~25 s per task here) instead of at once.
-    Not thread-safe: it flips module globals for the duration of the run.
-    """
-    if not enabled:
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants
-
-    saved = (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
-    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE) = saved
 
 
 def _unreachable_errors() -> tuple[type[BaseException], ...]:
@@ -188,7 +161,7 @@ def run_leaderboard(
 
     paths = [include_path] if isinstance(include_path, str | os.PathLike) else include_path
     manager = _task_manager(tuple(str(Path(p).resolve()) for p in paths or ()))
-    with _hub_offline(_offline_requested()):
+    with hub_offline(offline_requested()):
         return _run(manager, model_path, tasks, batch_size, limit, device, dtype)
 
 

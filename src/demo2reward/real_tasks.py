@@ -41,14 +41,12 @@ Choices that change what the model sees, and why:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -56,6 +54,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from demo2reward.artifacts import DataFileError, read_jsonl, write_jsonl
+from demo2reward.hub import hub_offline, offline_requested
 
 log = logging.getLogger(__name__)
 
@@ -181,32 +180,6 @@ def _from_rows(name: str, rows: list[dict]) -> _Table:
     return _Table(name, columns, len(rows), lambda idx: [rows[i] for i in idx])
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-@contextlib.contextmanager
-def _hub_offline(enabled: bool) -> Iterator[None]:
-    """Switch `datasets` and `huggingface_hub` to offline mode for one call.
-
-    Both libraries read HF_HUB_OFFLINE once, at import; setting the variable later (as a stage or a test does)
-    has no effect on its own. Offline, an uncached hub id fails at once instead of after huggingface_hub's
-    five retries with backoff (about 25 s when DNS fails). Not thread-safe: it flips module globals.
-    """
-    if not enabled:
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants
-
-    saved = (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
-    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE) = saved
-
-
 def _hub_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "the hub could not be reached", as `datasets` 5 / `huggingface_hub` raise them.
 
@@ -231,9 +204,9 @@ def _load_hub(cfg: RealTaskConfig, dataset_id: str, config_name: str | None, spl
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
-    offline = cfg.offline or _env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE")
+    offline = cfg.offline or offline_requested()
     local_hint = f"set {path_key} to a local jsonl/parquet/save_to_disk copy in the upstream schema"
-    with _hub_offline(offline):
+    with hub_offline(offline):
         try:
             ds = datasets.load_dataset(dataset_id, name=config_name, split=split, cache_dir=cfg.cache_dir)
         except DatasetNotFoundError as err:
