@@ -11,7 +11,7 @@ from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
 from demo2reward.params import EvaluateParams
 from demo2reward.reward import score
 from demo2reward.rollout import generate
-from demo2reward.task import Oracle, prompt_text, response_text
+from demo2reward.task import Oracle, assistant_turns, prompt_text, response_text
 
 
 def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -52,10 +52,6 @@ def _pair_accuracy(chosen_scores: np.ndarray, rejected_scores: np.ndarray) -> fl
     return float(np.mean((chosen_scores > rejected_scores) + 0.5 * (chosen_scores == rejected_scores)))
 
 
-def _assistant(texts: list[str]) -> list[list[dict]]:
-    return [[{"role": "assistant", "content": t}] for t in texts]
-
-
 class RewardModelJudge:
     """A local sequence-classification model as judge: the answer wins if it scores above the reference."""
 
@@ -64,8 +60,8 @@ class RewardModelJudge:
 
     def win_rates(self, questions: list[str], answers: list[str], references: list[str]) -> tuple[list[float], dict]:
         prompts = [[{"role": "user", "content": q}] for q in questions]
-        a = score(self.model, self.tokenizer, prompts, _assistant(answers))
-        r = score(self.model, self.tokenizer, prompts, _assistant(references))
+        a = score(self.model, self.tokenizer, prompts, assistant_turns(answers))
+        r = score(self.model, self.tokenizer, prompts, assistant_turns(references))
         return list((a > r) + 0.5 * (a == r)), {}
 
 
@@ -141,7 +137,7 @@ def evaluate_policy(
         "response_length_mean_sampled": float(np.mean([len(s.split()) for s in first])),
     }
     if judge is not None:
-        suffix = "llm" if type(judge).__name__ == "PairwiseJudge" else "rm"
+        suffix = "rm" if isinstance(judge, RewardModelJudge) else "llm"
         scores, usage = judge.win_rates(posts, greedy, demos)
         metrics[f"win_rate_vs_demos_{suffix}"] = float(np.mean(scores))
         metrics.update({f"judge_{k}": float(v) for k, v in usage.items()})
@@ -150,8 +146,8 @@ def evaluate_policy(
             np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)])
         )
 
-    kl = sequence_logprobs(policy, tokenizer, prompts, _assistant(first)) - sequence_logprobs(
-        sft, tokenizer, prompts, _assistant(first)
+    kl = sequence_logprobs(policy, tokenizer, prompts, assistant_turns(first)) - sequence_logprobs(
+        sft, tokenizer, prompts, assistant_turns(first)
     )
     metrics["kl_to_sft"] = float(kl.mean())
 
@@ -160,15 +156,15 @@ def evaluate_policy(
     distinct = r_first != r_second
     better_first = r_first > r_second
     pp_prompts = [x for x, d in zip(prompts, distinct, strict=True) if d]
-    pp_chosen = _assistant([a if b else c for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
-    pp_rejected = _assistant([c if b else a for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
+    pp_chosen = assistant_turns([a if b else c for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
+    pp_rejected = assistant_turns([c if b else a for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
     metrics["policy_pairs"] = float(len(pp_prompts))
 
     if reward_model_path is not None:
         rm = load_reward_model(reward_model_path)
         rm_tok = load_tokenizer(reward_model_path)
-        metrics["proxy_reward_mean"] = float(score(rm, rm_tok, prompts, _assistant(greedy)).mean())
-        metrics["proxy_reward_mean_sampled"] = float(score(rm, rm_tok, prompts, _assistant(first)).mean())
+        metrics["proxy_reward_mean"] = float(score(rm, rm_tok, prompts, assistant_turns(greedy)).mean())
+        metrics["proxy_reward_mean_sampled"] = float(score(rm, rm_tok, prompts, assistant_turns(first)).mean())
 
         def reward_fn(ps, cs):
             return score(rm, rm_tok, ps, cs)

@@ -18,10 +18,7 @@ import numpy as np
 from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
 from demo2reward.reward import score
 from demo2reward.rollout import generate
-
-
-def _assistant(texts: list[str]) -> list[list[dict]]:
-    return [[{"role": "assistant", "content": t}] for t in texts]
+from demo2reward.task import assistant_turns
 
 
 class MinOverRewardModels:
@@ -82,8 +79,8 @@ def acceptance_gate(
     for path in frozen_reward_models:
         model, tok = load_reward_model(path), load_tokenizer(path)
         delta = float(
-            score(model, tok, prompts, _assistant(answers["candidate"])).mean()
-            - score(model, tok, prompts, _assistant(answers["current"])).mean()
+            score(model, tok, prompts, assistant_turns(answers["candidate"])).mean()
+            - score(model, tok, prompts, assistant_turns(answers["current"])).mean()
         )
         details[f"gate_delta_{path.parent.name}"] = delta
         accepted &= delta >= -tolerance

@@ -7,7 +7,6 @@ callable (the oracle track's r*). Which TRL trainer runs is the `policy.optimize
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from demo2reward.artifacts import atomic_dir
 from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
 from demo2reward.params import PolicyParams
 from demo2reward.task import Oracle, prompt_text, response_text
-from demo2reward.training import trainer_kwargs
+from demo2reward.training import save_trained, trainer_kwargs
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -128,9 +127,7 @@ def update_policy(
             trainer_kwargs(str(tmp / "trainer"), seed),
         )
         result = trainer.train()
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        save_trained(trainer, tokenizer, tmp)
     logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
     metrics = {"train_runtime_s": float(result.metrics["train_runtime"]), "train_loss": float(result.training_loss)}
     for key in ("reward", "kl", "objective/kl", "objective/rlhf_reward", "completions/mean_length"):

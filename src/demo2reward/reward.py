@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from trl import RewardConfig, RewardTrainer
 from demo2reward.artifacts import atomic_dir
 from demo2reward.modeling import load_reward_model, load_tokenizer
 from demo2reward.params import RewardParams
-from demo2reward.training import trainer_kwargs
+from demo2reward.training import save_trained, trainer_kwargs
 
 
 @torch.no_grad()
@@ -98,10 +97,7 @@ def fit_reward_model(
             ev = trainer.evaluate()
             metrics["val_loss"] = float(ev["eval_loss"])
             metrics["val_accuracy"] = float(ev.get("eval_accuracy", preference_accuracy(model, tokenizer, val)))
-        model = trainer.model
-        metrics.update(_standardise(model, tokenizer, train))
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        metrics.update(_standardise(trainer.model, tokenizer, train))  # in place, before saving
+        save_trained(trainer, tokenizer, tmp)
     metrics.update({"pairs_train": len(train), "pairs_val": len(val)})
     return metrics

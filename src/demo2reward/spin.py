@@ -3,7 +3,6 @@ previous iterate as rejected, and the previous iterate as the DPO reference (TRL
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from datasets import Dataset
@@ -14,7 +13,7 @@ from demo2reward.modeling import load_policy, load_tokenizer
 from demo2reward.pairs import build_pairs
 from demo2reward.params import SpinParams
 from demo2reward.rollout import rollout_rows
-from demo2reward.training import trainer_kwargs
+from demo2reward.training import save_trained, trainer_kwargs
 
 
 def spin_pairs(previous: Path, demos: list[dict], p: SpinParams, seed: int) -> tuple[list[dict], dict[str, int]]:
@@ -48,7 +47,5 @@ def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path
         )
         trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
         result = trainer.train()
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        save_trained(trainer, tokenizer, tmp)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from datasets import Dataset
@@ -11,7 +10,7 @@ from trl import SFTConfig, SFTTrainer
 from demo2reward.artifacts import atomic_dir
 from demo2reward.modeling import load_policy, load_tokenizer
 from demo2reward.params import TrainParams
-from demo2reward.training import trainer_kwargs
+from demo2reward.training import save_trained, trainer_kwargs
 
 
 def train_language_model(
@@ -41,7 +40,5 @@ def train_language_model(
         )
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         result = trainer.train()
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)  # no checkpoints: DVC caches the model
+        save_trained(trainer, tokenizer, tmp)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}

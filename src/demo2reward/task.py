@@ -194,6 +194,11 @@ def build_task(p: TaskParams, seed: int, out: Path) -> dict[str, int]:
     return {"train": len(train), "heldout": len(heldout), "heldout_pairs": len(pref_posts), "pretrain": p.n_pretrain}
 
 
+def assistant_turns(texts: list[str]) -> list[list[dict]]:
+    """Each text as a one-message assistant completion (the conversational schema)."""
+    return [[{"role": "assistant", "content": t}] for t in texts]
+
+
 def prompt_text(prompt: list[dict] | str) -> str:
     """The user turn of a conversational prompt (or the prompt itself if it is plain text)."""
     if isinstance(prompt, str):

@@ -7,6 +7,8 @@ decides instead, so the same stage runs on a laptop and on a GPU box.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import torch
 
@@ -14,6 +16,13 @@ import torch
 def set_threads(n: int) -> None:
     torch.set_num_threads(n)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def save_trained(trainer, tokenizer, out: Path) -> None:
+    """Save the trained model and its tokenizer with save_pretrained; no checkpoints: DVC caches the model."""
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    shutil.rmtree(out / "trainer", ignore_errors=True)
 
 
 def trainer_kwargs(output_dir: str, seed: int) -> dict:
