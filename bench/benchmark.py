@@ -12,15 +12,18 @@ build the config and the trainer, train, save. The ratio then measures only what
 The bare side of a pair runs first, so a one-time cost (lazy imports, allocator warm-up) would count against
 it; an untimed warm-up run pays that first unless `--no-warmup`.
 
-Inputs are the outputs of `dvc repro pairs@1` in `--workspace`:
-data/task/*.jsonl, models/pretrain, models/iter_0/policy, data/iter_1/pairs.jsonl.
+Inputs are the outputs of `dvc repro pairs@0-irl-from0` in `--workspace`:
+data/task/*.jsonl, models/pretrain, models/seed_0/iter_0/policy, data/seed_0/iter_1/irl/pairs.jsonl.
 The policy bench uses the reward model that the reward bench just fitted.
 
-Results are merged into <workspace>/metrics/bench.json (keys `trainer_overhead` and `noop_repro_s`).
+Results are merged into <workspace>/metrics/bench.json (keys `trainer_overhead`, `noop_repro_s`, `judge` and
+`pipeline_<n>_seeds`).
 
     python bench/benchmark.py                                   # trainer overhead in the repo root
     python bench/benchmark.py --workspace /tmp/ws --n 64 --policy-steps 2 --repeats 1
     python bench/benchmark.py --skip-trainers --noop .          # only the no-op `dvc repro`
+    python bench/benchmark.py --skip-trainers --pipeline --seeds 0   # one seed from scratch, in a scratch clone
+    python bench/benchmark.py --skip-trainers --pipeline --in-place  # `dvc repro` of the repo itself, timed
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ from demo2reward.supervised import train_language_model
 from demo2reward.training import set_threads, trainer_kwargs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REQUIRED_INPUTS = ("data/task/train.jsonl", "models/pretrain", "models/iter_0/policy", "data/iter_1/pairs.jsonl")
+SFT_POLICY, PAIRS = "models/seed_0/iter_0/policy", "data/seed_0/iter_1/irl/pairs.jsonl"
+REQUIRED_INPUTS = ("data/task/train.jsonl", "models/pretrain", SFT_POLICY, PAIRS)
 
 
 # --- timing helpers ---------------------------------------------------------------------------------------------------
@@ -173,14 +177,14 @@ def check_workspace(ws: Path) -> None:
 
 def bench_trainers(ws: Path, params: Params, n: int, policy_steps: int, repeats: int, warmup: bool) -> dict[str, dict]:
     seed, max_length = params.seed, params.model.max_position_embeddings
-    pretrain, sft_policy = ws / "models/pretrain", ws / "models/iter_0/policy"
+    pretrain, sft_policy = ws / "models/pretrain", ws / SFT_POLICY
     demos = read_jsonl(ws / "data/task/train.jsonl", required=("prompt", "completion"))[:n]
-    pairs = read_jsonl(ws / "data/iter_1/pairs.jsonl", required=("prompt", "chosen", "rejected"))[:n]
+    pairs = read_jsonl(ws / PAIRS, required=("prompt", "chosen", "rejected"))[:n]
     prompts = [row["prompt"] for row in demos]
     policy_p = params.policy.model_copy(update={"optimizer": "rloo", "steps": policy_steps})
     print(f"{len(demos)} demonstrations, {len(pairs)} pairs, {policy_steps} RLOO steps, {repeats} repeat(s)")
     if len(pairs) < 2:
-        sys.exit(f"{ws / 'data/iter_1/pairs.jsonl'}: fewer than 2 pairs, nothing to fit a reward model on")
+        sys.exit(f"{ws / PAIRS}: fewer than 2 pairs, nothing to fit a reward model on")
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="demo2reward-bench-") as tmp:
@@ -256,28 +260,41 @@ def scratch_copy(dest: Path) -> Path:
     return dest
 
 
-def bench_pipeline(scratch: Path) -> dict:
-    """Wall time and peak RSS of a full default `dvc repro` from scratch, and each stage's time (from MLflow).
+def bench_pipeline(ws: Path, seeds: list[int] | None = None, fresh: bool = True) -> dict:
+    """Wall time and peak RSS of a default `dvc repro`, and each stage's time (from MLflow).
 
-    `--no-run-cache`: the shared cache may already hold these stages' results, which must not be restored here.
+    `fresh`: `ws` is a scratch clone, run with `--no-run-cache`, since the shared cache may already hold these
+    stages' results, which must not be restored here. `seeds` overrides params `seeds` there.
     """
     import resource
 
+    import yaml
     from mlflow.tracking import MlflowClient
 
-    ws = scratch_copy(scratch)
+    if seeds is not None:
+        raw = yaml.safe_load((ws / "params.yaml").read_text())
+        raw["seeds"] = seeds
+        (ws / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    since_ms = int(time.time() * 1000)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    subprocess.run(["dvc", "repro", "--no-run-cache"], cwd=ws, env=env, check=True, **quiet)
+    subprocess.run(["dvc", "repro", *(["--no-run-cache"] if fresh else [])], cwd=ws, env=env, check=True, **quiet)
     wall = time.perf_counter() - start
     peak_rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
     client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
     exp = client.get_experiment_by_name(load_params(ws / "params.yaml").tracking.experiment)
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`demo2reward.role` = 'stage'", max_results=1000)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`demo2reward.role` = 'stage' AND attributes.start_time >= {since_ms}",
+        max_results=5000,
+    )
     stages = {r.info.run_name: round(r.data.metrics["stage_seconds"], 2) for r in runs if "stage_seconds" in r.data.metrics}
     return {
+        "seeds": load_params(ws / "params.yaml").seeds,
+        "fresh": fresh,
+        "stages_run": len(stages),
         "wall_s": round(wall, 1),
         "peak_rss_gib": round(peak_rss_gib, 3),
         "stage_seconds": dict(sorted(stages.items())),
@@ -338,6 +355,8 @@ def main() -> None:
         "--judge", action="store_true", help="time 500 pairwise judgments against a local server, and the cached rerun"
     )
     ap.add_argument("--pipeline", action="store_true", help="time a full default `dvc repro` in a scratch clone")
+    ap.add_argument("--seeds", type=int, nargs="+", help="with --pipeline: the training seeds (default: params.yaml)")
+    ap.add_argument("--in-place", action="store_true", help="with --pipeline: run `dvc repro` in --workspace itself")
     ap.add_argument("--noop-targets", nargs="*", default=[], metavar="STAGE", help="stages to repro in DIR (default: all)")
     args = ap.parse_args()
     if args.n < 1 or args.policy_steps < 1 or args.repeats < 1:
@@ -358,10 +377,15 @@ def main() -> None:
         results["judge"] = bench_judge()
         print(json.dumps(results["judge"], indent=2))
     if args.pipeline:
-        print("full dvc repro in a scratch clone (about 10 minutes)", flush=True)
-        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
-            results["pipeline"] = bench_pipeline(Path(scratch))
-        print(json.dumps(results["pipeline"], indent=2))
+        if args.in_place:
+            print(f"dvc repro in {ws}", flush=True)
+            timing = bench_pipeline(ws, args.seeds, fresh=False)
+        else:
+            print("full dvc repro in a scratch clone (about 10 minutes per seed)", flush=True)
+            with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
+                timing = bench_pipeline(scratch_copy(Path(scratch)), args.seeds)
+        results[f"pipeline_{len(timing['seeds'])}_seeds"] = timing
+        print(json.dumps(timing, indent=2))
     if not results:
         ap.error("nothing to do: --skip-trainers without --noop, --judge or --pipeline")
 

@@ -4,10 +4,13 @@ import argparse
 from pathlib import Path
 
 from demo2reward.artifacts import write_json
+from demo2reward.policy import final_policies
 from demo2reward.stage import StageError, stage
 
 ap = argparse.ArgumentParser(description=__doc__)
-ap.add_argument("--models", type=Path, required=True, help="the models/ folder (iter_0/policy, iter_K/policy, iter_K/spin)")
+ap.add_argument(
+    "--models", type=Path, required=True, help="the models/ folder (seed_S/iter_0/policy, seed_S/iter_K/{irl,spin}/policy)"
+)
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
@@ -18,12 +21,7 @@ with stage("leaderboard", ("leaderboard",)) as (params, run):
     else:
         from demo2reward.leaderboard import LEADERBOARD_V1, DatasetUnavailableError, run_leaderboard
 
-        final = f"iter_{params.K}"
-        where = {
-            "sft": args.models / "iter_0" / "policy",
-            "irl": args.models / final / "policy",
-            "spin": args.models / final / "spin",
-        }
+        where = final_policies(args.models, params.seeds[0], params.K)  # benchmarks grade the first seed
         tasks = [tuple(t) for t in p.tasks] if p.tasks else LEADERBOARD_V1
         results = {}
         try:

@@ -6,11 +6,14 @@ from pathlib import Path
 from demo2reward.artifacts import atomic_dir, write_json
 from demo2reward.evaluation import judge_config
 from demo2reward.judge import JudgeError
+from demo2reward.policy import final_policies
 from demo2reward.stage import StageError, stage
 from demo2reward.tracking import repo_root
 
 ap = argparse.ArgumentParser(description=__doc__)
-ap.add_argument("--models", type=Path, required=True, help="the models/ folder (iter_0/policy, iter_K/policy, iter_K/spin)")
+ap.add_argument(
+    "--models", type=Path, required=True, help="the models/ folder (seed_S/iter_0/policy, seed_S/iter_K/{irl,spin}/policy)"
+)
 ap.add_argument("--out", type=Path, required=True, help="answers and judgments, in FastChat's layout")
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
@@ -24,12 +27,7 @@ with stage("mtbench", ("mtbench",)) as (params, run):
         else:
             from demo2reward.mtbench import MTBenchDataError, fetch_mtbench_data, run_mtbench
 
-            final = f"iter_{params.K}"
-            where = {
-                "sft": args.models / "iter_0" / "policy",
-                "irl": args.models / final / "policy",
-                "spin": args.models / final / "spin",
-            }
+            where = final_policies(args.models, params.seeds[0], params.K)  # benchmarks grade the first seed
             try:
                 data_dir = Path(p.data_dir) if p.data_dir else fetch_mtbench_data(repo_root() / ".cache" / "mtbench")
                 scores = run_mtbench(
@@ -38,7 +36,7 @@ with stage("mtbench", ("mtbench",)) as (params, run):
                     judge_config(params.evaluate, repo_root(), grading_max_tokens=p.judge_max_tokens),
                     p.max_new_tokens,
                     p.batch_size,
-                    seed=params.seed,
+                    seed=params.seeds[0],
                     out_dir=out,
                 )
             except (JudgeError, MTBenchDataError) as err:

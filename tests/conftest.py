@@ -14,7 +14,7 @@ def merged_params(overrides: dict | None = None) -> dict:
 
     def merge(a: dict, b: dict) -> None:
         for k, v in b.items():
-            if isinstance(v, dict) and k != "iterations" and isinstance(a.get(k), dict):
+            if isinstance(v, dict) and isinstance(a.get(k), dict):
                 merge(a[k], v)
             else:
                 a[k] = v

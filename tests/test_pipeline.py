@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,26 +57,52 @@ def workspace(tmp_path_factory):
     return ws, env, repro
 
 
+SEEDS, K = (0, 1), 2
+TRACKS = ("irl", "irl_guarded", "spin", "oracle")
+
+
 def test_every_metrics_file_is_written(workspace):
     ws, _, _ = workspace
-    for name in ("sft", "irl_1", "irl_2", "spin_1", "spin_2", "oracle_1", "oracle_2"):
-        m = json.loads((ws / "metrics" / "eval" / f"{name}.json").read_text())
-        keys = EVAL_KEYS if not name.startswith("oracle") else tuple(k for k in EVAL_KEYS if "reward_accuracy" not in k)
-        for key in keys:
-            assert isinstance(m[key], float), (name, key)
-        assert 0 <= m["win_rate_vs_demos"] <= 1
-    assert "proxy_reward_mean" in json.loads((ws / "metrics/eval/irl_1.json").read_text())
-    for k in (1, 2):
-        pairs = json.loads((ws / f"metrics/pairs/iter_{k}.json").read_text())
-        assert pairs["pairs"] + pairs["identical_dropped"] == pairs["rollouts"] > 0
-    assert (
-        json.loads((ws / "metrics/pairs/iter_2.json").read_text())["pool"]
-        > json.loads((ws / "metrics/pairs/iter_1.json").read_text())["pool"]
-    )  # pairs accumulate by default
+    for seed in SEEDS:
+        for name in ("sft", *(f"{t}_{k}" for t in TRACKS for k in range(1, K + 1))):
+            m = json.loads((ws / "metrics" / "eval" / f"seed_{seed}" / f"{name}.json").read_text())
+            keys = EVAL_KEYS if not name.startswith("oracle") else tuple(k for k in EVAL_KEYS if "reward_accuracy" not in k)
+            for key in keys:
+                assert isinstance(m[key], float), (seed, name, key)
+            assert 0 <= m["win_rate_vs_demos"] <= 1 and m["seed"] == seed
+        assert "proxy_reward_mean" in json.loads((ws / f"metrics/eval/seed_{seed}/irl_1.json").read_text())
+        for track in ("irl", "irl_guarded"):
+            pools = []
+            for k in range(1, K + 1):
+                pairs = json.loads((ws / f"metrics/pairs/seed_{seed}/{track}_{k}.json").read_text())
+                assert pairs["pairs"] + pairs["identical_dropped"] == pairs["rollouts"] > 0
+                pools.append(pairs["pool"])
+            assert pools[1] > pools[0]  # pairs accumulate by default
+            assert (ws / f"models/seed_{seed}/iter_{K}/{track}/policy/config.json").exists()  # save_pretrained layout
+        gate = json.loads((ws / f"metrics/train/seed_{seed}/policy_irl_guarded_2.json").read_text())
+        assert gate["gate_accepted"] in (0.0, 1.0)
+    # The two seeds are different runs, not copies.
+    assert (ws / "metrics/eval/seed_0/irl_2.json").read_text() != (ws / "metrics/eval/seed_1/irl_2.json").read_text()
+
+
+def test_report_has_every_row_and_figure_over_two_seeds(workspace):
+    ws, _, _ = workspace
     report = (ws / "metrics/report.md").read_text()
-    assert "| IRL k=2 |" in report and "| SPIN k=2 |" in report
-    assert (ws / "metrics/plots/curves.png").stat().st_size > 0
-    assert (ws / "models/iter_2/policy/config.json").exists()  # save_pretrained layout
+    assert "(mean over 2 seeds)" in report
+    for label in ("IRL", "IRL + guards", "SPIN", "Oracle (r*)"):
+        assert f"| {label} final (k={K}) |" in report and f"| {label} best (k=" in report
+        assert all(f"| {label} k={k} |" in report for k in range(1, K + 1))
+    for claim in ("| IRL > SPIN | win_rate_vs_demos |", "| SPIN > SFT | true_reward_mean |", "| IRL > SPIN | reward_accuracy |"):
+        assert claim in report
+    guards = report.split("## Collapse guards")[1].split("## Every iteration")[0]
+    assert all(f"| {label} | {seed} |" in guards for label in ("IRL", "IRL + guards") for seed in SEEDS)
+    for png in ("curves.png", "overoptimisation.png", "guards.png"):
+        assert (ws / "metrics/plots" / png).read_bytes()[:4] == b"\x89PNG"
+    for track in TRACKS:
+        curve = json.loads((ws / f"metrics/curves/{track}.json").read_text())
+        assert [p["iteration"] for p in curve] == list(range(K + 1))
+    summary = json.loads((ws / "metrics/summary.json").read_text())
+    assert summary["seeds"] == 2 and "irl_minus_spin_win_rate_vs_demos" in summary
 
 
 def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
@@ -92,45 +119,52 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
     assert {
         "prepare",
         "pretrain",
-        "sft",
-        "rollout@1",
-        "pairs@2",
-        "reward@2",
-        "policy@2",
-        "oracle@2",
-        "spin@2",
+        "sft@s1",
+        "rollout@s0-irl-k1",
+        "pairs@s1-irl_guarded-k2",
+        "reward@s0-irl-k2",
+        "policy@s1-irl_guarded-k2",
+        "oracle@s0-oracle-k2",
+        "spin@s1-k2",
+        "evaluate@s1-spin-k2",
         "report",
     } <= stages
     steps = [m.step for m in client.get_metric_history(parent.info.run_id, "win_rate_vs_demos")]
-    assert sorted(steps) == [0, 1, 2]
-    gate = [m.step for m in client.get_metric_history(parent.info.run_id, "gate_accepted")]
-    assert sorted(gate) == [1, 2]  # the micro params switch the guards on
-    rm = next(r for r in runs if r.info.run_name == "reward@1")
+    assert sorted(steps) == [0, 1, 2]  # seed means: SFT at 0, then IRL per iteration
+    gate = [m.step for m in client.get_metric_history(parent.info.run_id, "irl_guarded/seed_1/gate_accepted")]
+    assert sorted(gate) == [1, 2]
+    rm = next(r for r in runs if r.info.run_name == "reward@s0-irl-k1")
     assert {"train_loss", "val_accuracy", "val_loss"} <= set(rm.data.metrics)
-    assert rm.data.params["reward.init"] == "sft"
+    assert rm.data.params["reward.init"] == "sft" and rm.data.params["seed"] == "0"
 
 
 def test_noop_repro_and_dvc_tooling(workspace):
     ws, env, _ = workspace
     assert "up to date" in _run(["dvc", "status"], ws, env).stdout
     dag = _run(["dvc", "dag", "--md"], ws, env).stdout
-    assert "policy@2" in dag and "rollout@1" in dag
+    assert "policy@1-irl_guarded-from1" in dag and "rollout@0-irl-from0" in dag
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], ws, env).stdout)
-    assert "metrics/eval/irl_2.json" in json.dumps(shown)
+    assert "metrics/eval/seed_1/irl_2.json" in json.dumps(shown)
 
 
 def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     ws, env, _ = workspace
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["iterations"]["3"] = {"prev": 2}
+    params["iterations"].append({"k": 3, "prev": 2})
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run(["dvc", "status", "--json"], ws, env).stdout))
-    # `report` reruns too, once the new evaluations change metrics/eval/; status cannot know that yet.
-    # mtbench and leaderboard grade the final iterate, so a new K concerns them (they are no-ops when disabled).
-    assert {name.split(":")[-1] for name in changed} == {
-        "rollout@3", "pairs@3", "reward@3", "policy@3", "evaluate@3", "oracle@3", "evaluate_oracle@3",
-        "spin@3", "evaluate_spin@3", "mtbench", "leaderboard",
-    }  # fmt: skip
+    # mtbench and leaderboard grade the final iterate, and the report reads iterations 1..K, so a new K
+    # concerns them too (the benchmarks are no-ops when disabled).
+    irl = [
+        f"{stage}@{s}-{t}-from2"
+        for stage in ("rollout", "pairs", "reward", "policy", "evaluate")
+        for s in SEEDS
+        for t in TRACKS[:2]
+    ]
+    others = [f"{stage}@{s}-from2" for stage in ("oracle", "evaluate_oracle", "spin", "evaluate_spin") for s in SEEDS]
+    assert {name.split(":")[-1] for name in changed} == {*irl, *others, "mtbench", "leaderboard", "report"}
+    params["iterations"].pop()
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_path):
@@ -142,6 +176,10 @@ def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_
         [
             sys.executable,
             "stages/sft.py",
+            "--seed",
+            "0",
+            "--pool",
+            str(tmp_path / "pool.jsonl"),
             "--init",
             "models/pretrain",
             "--demos",
@@ -167,7 +205,8 @@ def test_invalid_params_stop_before_any_compute(workspace, tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
     code = (
-        f"import sys; sys.argv=['x']; from demo2reward.stage import stage\nwith stage('sft', (), {str(bad)!r}): print('computed')"
+        "import sys; sys.argv=['x']; from demo2reward.stage import stage\n"
+        f"with stage('sft', (), params_path={str(bad)!r}): print('computed')"
     )
     proc = _run([sys.executable, "-c", code], ws, env, check=False)
     assert proc.returncode != 0 and "policy.beta" in proc.stderr and "computed" not in proc.stdout
@@ -192,7 +231,6 @@ def test_mtbench_stage_grades_the_final_policies_with_a_local_judge(workspace, t
     _write_jsonl(data / JUDGE_PROMPTS_FILE, JUDGE_PROMPTS)
     _write_jsonl(data / REFERENCE_FILE, REFERENCES)
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["iterations"] = {"1": {"prev": 0}, "2": {"prev": 1}}
     params["mtbench"] = {"enabled": True, "data_dir": str(data), "max_new_tokens": 4, "batch_size": 4}
     with running_server() as srv:
         srv.grade = _judge_by_tag
@@ -240,7 +278,6 @@ def test_leaderboard_stage_scores_the_final_policies_on_a_local_task(workspace, 
     ws, env, _ = workspace
     tasks = _render(tmp_path / "tasks", FIXTURES)
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["iterations"] = {"1": {"prev": 0}, "2": {"prev": 1}}
     params["leaderboard"] = {"enabled": True, "include_path": str(tasks), "tasks": [["toy_mc", 1, "acc"]], "batch_size": 4}
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     offline = {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
@@ -249,3 +286,40 @@ def test_leaderboard_stage_scores_the_final_policies_on_a_local_task(workspace, 
     assert scores["enabled"] is True and scores["lm_eval_version"]
     for policy in ("sft", "irl", "spin"):
         assert 0 <= scores[policy]["toy_mc"] <= 1 and scores[policy]["average"] == scores[policy]["toy_mc"]
+
+
+def test_queued_experiments_keep_their_mlflow_runs(workspace):
+    """`dvc exp run --queue` runs in .dvc/tmp/exps/...; both experiments' parent runs must land in our mlflow.db."""
+    ws, env, _ = workspace
+    from tests.conftest import merged_params
+
+    micro = merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text()))
+    (ws / "params.yaml").write_text(yaml.safe_dump(micro, sort_keys=False))
+    _run(["git", "add", "-A"], ws, env)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "reproduced"], ws, env)
+    # Cheap changes: each experiment reruns one (disabled) benchmark stage; the rest comes from the run-cache.
+    names = {"q-mtbench": "mtbench.batch_size=4", "q-leaderboard": "leaderboard.batch_size=4"}
+    for name, change in names.items():
+        _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", change], ws, env)
+    _run(["dvc", "queue", "start", "-j", "1"], ws, env)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], ws, env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    assert "Success" in status and "Failed" not in status, status
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("demo2reward")
+    for name in names:
+        found = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`demo2reward.pipeline` = '{name}' AND tags.`demo2reward.role` = 'pipeline'",
+        )
+        assert len(found) == 1, name
+        children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{found[0].info.run_id}'")
+        assert {r.info.run_name for r in children} & {"mtbench", "leaderboard"}
+    shown = _run(["dvc", "exp", "show", "--json"], ws, env).stdout
+    assert all(name in shown for name in names)

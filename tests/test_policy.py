@@ -71,22 +71,19 @@ def test_start_and_reference_follow_the_track(tmp_path):
     from demo2reward.policy import start_and_reference
 
     sft, it1 = tmp_path / "iter_0" / "policy", tmp_path / "iter_1"
-    (it1 / "policy").mkdir(parents=True)
-    (it1 / "oracle").mkdir()
-    assert start_and_reference("irl", "sft", sft, tmp_path / "iter_0") == (sft, sft)  # k = 1 starts at SFT
-    assert start_and_reference("irl", "previous", sft, it1) == (it1 / "policy", it1 / "policy")
-    assert start_and_reference("irl", "sft", sft, it1) == (it1 / "policy", sft)
-    assert start_and_reference("oracle", "previous", sft, it1) == (it1 / "oracle", it1 / "oracle")
+    (it1 / "irl" / "policy").mkdir(parents=True)
+    assert start_and_reference("previous", sft, tmp_path / "iter_0" / "irl", 1) == (sft, sft)  # k = 1 starts at SFT
+    assert start_and_reference("previous", sft, it1 / "irl", 2) == (it1 / "irl" / "policy",) * 2
+    assert start_and_reference("sft", sft, it1 / "irl", 2) == (it1 / "irl" / "policy", sft)
 
 
 def test_reward_model_init_is_sft_or_warm(tmp_path):
     from demo2reward.reward import reward_init
 
-    sft, it1 = tmp_path / "sft", tmp_path / "iter_1"
-    (it1 / "reward").mkdir(parents=True)
-    assert reward_init("sft", sft, it1) == sft
-    assert reward_init("warm", sft, it1) == it1 / "reward"
-    assert reward_init("warm", sft, tmp_path / "iter_0") == sft  # nothing to warm-start from at k = 1
+    sft, it1 = tmp_path / "sft", tmp_path / "iter_1" / "irl"
+    assert reward_init("sft", sft, it1, 2) == sft
+    assert reward_init("warm", sft, it1, 2) == it1 / "reward"
+    assert reward_init("warm", sft, tmp_path / "iter_0" / "irl", 1) == sft  # nothing to warm-start from at k = 1
 
 
 def test_learned_reward_model_enters_through_reward_funcs(models, tmp_path):

@@ -3,61 +3,86 @@ import json
 import numpy as np
 import pytest
 
-from demo2reward.report import bootstrap_ci, summarise, write_report
+from demo2reward.report import bootstrap_ci, paired_difference, summarise, write_report
+
+BASE = dict(win_rate_vs_demos=0.2, win_rate_vs_demos_sampled=0.1, true_reward_mean=0.2, true_reward_mean_sampled=0.0)
 
 
-def _write(d, name, **m):
-    (d / f"{name}.json").write_text(json.dumps(m))
+def _write(d, seed, name, **m):
+    (d / f"seed_{seed}").mkdir(parents=True, exist_ok=True)
+    (d / f"seed_{seed}" / f"{name}.json").write_text(json.dumps(m))
+
+
+def _answers(d, seed, name, true_rewards, wins):
+    (d / f"seed_{seed}").mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"true_reward": r, "true_reward_sampled": 0.0, "win_vs_demo": w, "win_vs_demo_sampled": 0.0}
+        for r, w in zip(true_rewards, wins, strict=True)
+    ]
+    (d / f"seed_{seed}" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 @pytest.fixture
 def evals(tmp_path):
-    d = tmp_path / "eval"
-    d.mkdir()
-    base = dict(win_rate_vs_demos=0.2, win_rate_vs_demos_sampled=0.1, true_reward_mean=0.2, true_reward_mean_sampled=0.0)
-    _write(d, "sft", **base, reward_accuracy=0.55, kl_to_sft=0.0)
-    _write(
-        d,
-        "irl_1",
-        **{**base, "true_reward_mean": 0.4, "true_reward_mean_sampled": 0.3, "win_rate_vs_demos": 0.5},
-        reward_accuracy=0.8,
-        proxy_reward_mean=0.1,
-    )
-    _write(
-        d,
-        "irl_2",
-        **{**base, "true_reward_mean": 0.5, "true_reward_mean_sampled": 0.4},
-        reward_accuracy=0.78,
-        proxy_reward_mean=0.3,
-    )
-    _write(d, "spin_1", **base, reward_accuracy=0.6)
-    _write(d, "spin_2", **base, reward_accuracy=0.62)
-    _write(d, "oracle_1", **{**base, "true_reward_mean": 0.6, "true_reward_mean_sampled": 0.6})
-    _write(d, "oracle_2", **{**base, "true_reward_mean": 0.8, "true_reward_mean_sampled": 0.8})
-    answers = tmp_path / "answers"
-    answers.mkdir()
-    rows = [
-        {"true_reward": 0.5, "true_reward_sampled": 0.4, "win_vs_demo": w, "win_vs_demo_sampled": 0.0} for w in (0, 1, 0.5, 1)
-    ]
-    (answers / "irl_2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return d, answers
+    """Two seeds, K = 2; seed 1's IRL is 0.1 better than seed 0's everywhere. Stale seed 7 must be ignored."""
+    d, a, t = tmp_path / "eval", tmp_path / "answers", tmp_path / "train"
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        _write(d, seed, "sft", **BASE, reward_accuracy=0.55, kl_to_sft=0.0)
+        _answers(a, seed, "sft", [0.2] * 4, [0, 0, 0.5, 0])
+        for k, (true, win) in {1: (0.4, 0.5), 2: (0.5, 0.25)}.items():
+            m = {**BASE, "true_reward_mean": true + shift, "win_rate_vs_demos": win, "true_reward_mean_sampled": true - 0.1}
+            _write(d, seed, f"irl_{k}", **m, reward_accuracy=0.8 - 0.02 * k, proxy_reward_mean=0.1 * k)
+            _answers(a, seed, f"irl_{k}", [true + shift] * 4, [win] * 4)
+            # With the guards: a peak at k = 1 and a collapse at k = 2 in seed 0; the gate rejected k = 2 in seed 1.
+            g = {0: (0.6, 0.1), 1: (0.6, 0.6)}[seed][k - 1]
+            _write(d, seed, f"irl_guarded_{k}", **{**m, "true_reward_mean": g}, reward_accuracy=0.7, proxy_reward_mean=0.1)
+            _answers(a, seed, f"irl_guarded_{k}", [g] * 4, [win] * 4)
+            (t / f"seed_{seed}").mkdir(parents=True, exist_ok=True)
+            (t / f"seed_{seed}" / f"policy_irl_guarded_{k}.json").write_text(
+                json.dumps({"gate_accepted": float(seed == 0 or k == 1)})
+            )
+            _write(d, seed, f"spin_{k}", **{**BASE, "true_reward_mean": 0.3}, reward_accuracy=0.6 + 0.01 * k)
+            _answers(a, seed, f"spin_{k}", [0.3] * 4, [0.2] * 4)
+            _write(d, seed, f"oracle_{k}", **{**BASE, "true_reward_mean": 0.6 + 0.2 * (k - 1), "true_reward_mean_sampled": 0.8})
+    _write(d, 7, "irl_1", **{**BASE, "true_reward_mean": 99.0})
+    _write(d, 0, "irl_3", **{**BASE, "true_reward_mean": 99.0})  # beyond K = 2: stale too
+    return d, a, t
 
 
-def test_report_renders_tables_figures_and_ratio(evals, tmp_path):
-    summary = write_report(evals[0], tmp_path / "out", evals[1])
-    assert summary["reward_recovery_ratio"] == pytest.approx((0.5 - 0.2) / (0.8 - 0.2))
-    assert summary["reward_recovery_ratio_sampled"] == pytest.approx(0.4 / 0.8)
-    assert summary["reward_accuracy_min"] == pytest.approx(0.78)
+def test_report_renders_every_row_and_figure_over_seeds(evals, tmp_path):
+    d, a, t = evals
+    summary, agg = write_report(d, tmp_path / "out", a, train_dir=t, seeds=[0, 1], max_k=2)
+    assert agg["irl"][2]["true_reward_mean"] == pytest.approx(0.55) and agg["irl"][2]["n_seeds"] == 2
+    assert agg["irl"][2]["true_reward_mean_seeds"] == pytest.approx([0.5, 0.6])
+    assert summary["seeds"] == 2 and summary["K"] == 2
+    assert summary["reward_recovery_ratio"] == pytest.approx((0.55 - 0.2) / (0.8 - 0.2))
+    assert summary["reward_accuracy_min"] == pytest.approx(0.76)
     assert summary["spin_reward_accuracy_final"] == pytest.approx(0.62)
+    assert summary["irl_minus_spin_true_reward_mean"] == pytest.approx(0.25)
     md = (tmp_path / "out" / "report.md").read_text()
-    for row in ("| SFT |", "| IRL best (k=1) |", "| IRL final (k=2) |", "| SPIN final (k=2) |", "| Oracle (r*) k=2 |"):
-        assert row in md
-    assert "| 0.500 [0.500, 0.500] |" in md  # constant per-prompt rewards: a zero-width interval
+    for row in (
+        "| SFT |",
+        "| IRL best (k=1) |",
+        "| IRL final (k=2) |",
+        "| IRL + guards final (k=2) |",
+        "| SPIN best (k=1) |",
+        "| SPIN final (k=2) |",
+        "| Oracle (r*) k=2 |",
+        "| IRL > SPIN | true_reward_mean | +0.250 |",
+        "| IRL > SPIN | reward_accuracy |",
+    ):
+        assert row in md, row
+    # Constant per-prompt values: the interval spans only the seeds (0.5 and 0.6 → mean 0.55).
+    assert "| 0.550 [0.500, 0.600] |" in md
+    assert "99.000" not in md  # stale seed 7 and k = 3 are not read
+    guards = md.split("## Collapse guards")[1].split("## Every iteration")[0]
+    assert "| IRL + guards | 0 |" in guards and "helps, then collapses" in guards
+    assert "1: yes, 2: no" in guards and summary["irl_guarded_seeds_collapsed"] == 1
     csv_lines = (tmp_path / "out" / "report.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("method,reward_accuracy") and len(csv_lines) == 1 + 7
+    assert csv_lines[0].startswith("method,n_seeds,reward_accuracy") and len(csv_lines) == 1 + 1 + 4 * 2
     curve = json.loads((tmp_path / "out" / "curves" / "irl.json").read_text())
-    assert [p["iteration"] for p in curve] == [0, 1, 2] and curve[2]["true_reward_mean"] == 0.5
-    for png in ("curves.png", "overoptimisation.png"):
+    assert [p["iteration"] for p in curve] == [0, 1, 2] and curve[2]["true_reward_mean"] == pytest.approx(0.55)
+    for png in ("curves.png", "overoptimisation.png", "guards.png"):
         assert (tmp_path / "out" / "plots" / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -69,22 +94,42 @@ def test_bootstrap_ci_known_answers():
     # Two seeds that disagree: the seed-level resampling widens the interval beyond either seed's own.
     lo2, hi2 = bootstrap_ci([np.tile([0.0, 1.0], 200), np.tile([1.0, 1.0], 200)])
     assert lo2 < 0.6 and hi2 > 0.95
+    # One value per group: a bootstrap over seeds, whose extremes are the seeds' min and max.
+    assert bootstrap_ci([[0.1], [0.3], [0.2]]) == pytest.approx((0.1, 0.3))
     assert np.isnan(bootstrap_ci([])[0])
+
+
+def test_paired_difference_cancels_prompt_difficulty(evals):
+    d, a, _ = evals
+    from demo2reward.report import load_answers, load_evaluations
+
+    ev = load_evaluations(d, [0, 1], 2)
+    answers = load_answers(a, ev)
+    # Make prompt difficulty vary a lot but identically for both policies: the paired CI stays tight.
+    for key in [("irl", 2, 0), ("spin", 2, 0)]:
+        bump = 0.3 if key[0] == "irl" else 0.0
+        answers[key] = [{"true_reward": p + bump} for p in (-5.0, 0.0, 5.0, 10.0)]
+    for key in [("irl", 2, 1), ("spin", 2, 1)]:
+        answers[key] = [{"true_reward": p + (0.1 if key[0] == "irl" else 0.0)} for p in (-5.0, 0.0, 5.0, 10.0)]
+    diff = paired_difference(answers, ev, ("irl", 2), ("spin", 2), "true_reward_mean")
+    assert diff["mean"] == pytest.approx(0.2) and diff["per_seed"] == pytest.approx([0.3, 0.1])
+    assert diff["ci"] == pytest.approx([0.1, 0.3])
 
 
 def test_summary_without_oracle_has_no_ratio():
     m = {"true_reward_mean": 0.1, "true_reward_mean_sampled": 0, "win_rate_vs_demos": 0, "win_rate_vs_demos_sampled": 0}
-    s = summarise({"sft": {0: m}, "irl": {1: {**m, "true_reward_mean": 0.2, "reward_accuracy": 0.7}}})
+    s = summarise({"sft": {0: m}, "irl": {1: {**m, "true_reward_mean": 0.2, "reward_accuracy": 0.7, "n_seeds": 1}}})
     assert "reward_recovery_ratio" not in s and s["irl_gain_true_reward_mean"] == pytest.approx(0.1)
 
 
 def test_benchmark_scores_join_table_1_when_enabled(evals, tmp_path):
+    d, a, t = evals
     mt = tmp_path / "mtbench.json"
     mt.write_text(json.dumps({"enabled": True, "sft": {"overall": 2.5}, "irl": {"overall": 3.25}, "spin": {"overall": 3.0}}))
     lb = tmp_path / "leaderboard.json"
     lb.write_text(json.dumps({"enabled": False}))
-    write_report(evals[0], tmp_path / "out", evals[1], mt, lb)
+    write_report(d, tmp_path / "out", a, mt, lb, t, seeds=[0, 1], max_k=2)
     md = (tmp_path / "out" / "report.md").read_text()
-    table1 = md.split("## Every iteration")[0]
+    table1 = md.split("## The paper's claims")[0]
     assert "mtbench_overall" in table1 and "leaderboard_average" not in table1
     assert "| 3.250 |" in next(line for line in table1.splitlines() if line.startswith("| IRL final"))

@@ -102,7 +102,7 @@ def evaluate_policy(
     sft_path: str | Path,
     heldout: list[dict],
     heldout_prefs: list[dict],
-    oracle: Oracle,
+    oracle: Oracle | None,
     p: EvaluateParams,
     seed: int,
     reward_model_path: str | Path | None = None,
@@ -114,7 +114,16 @@ def evaluate_policy(
     The reward whose accuracy is measured is the learned reward model at `reward_model_path`, or, if
     `implicit_reference_path` is given instead, the implicit reward log π(y|x) − log π_ref(y|x).
     An extra `judge` (see `build_judge`) adds its own win rate of the greedy answers against the demos.
+
+    A real task has no `oracle` (None): the metrics of r* (true reward, the oracle's win rate, the task's error
+    counts, the r*-labelled policy pairs) are left out; the judge's win rate, the learned or implicit reward's
+    accuracy on the held-out human pairs, the proxy reward, KL and lengths remain. A skipped track's folder
+    (the oracle track on a real task) gives {"skipped": 1} and no answers.
     """
+    from demo2reward.policy import is_skipped
+
+    if is_skipped(policy_path):
+        return {"skipped": 1.0}, []
     tokenizer = load_tokenizer(policy_path)
     policy = load_policy(policy_path)
     sft = load_policy(sft_path)
@@ -127,52 +136,64 @@ def evaluate_policy(
     sampled = generate(policy, tokenizer, prompts, temperature=1.0, num_return_sequences=2, seed=seed, desc="sample", **gen)
     first, second = [s[0] for s in sampled], [s[1] for s in sampled]
 
-    r_greedy, r_first, r_second = oracle.reward(posts, greedy), oracle.reward(posts, first), oracle.reward(posts, second)
-    metrics: dict[str, float] = {
-        "true_reward_mean": float(r_greedy.mean()),
-        "true_reward_mean_sampled": float(r_first.mean()),
-        "win_rate_vs_demos": oracle.win_rate(posts, greedy, demos),
-        "win_rate_vs_demos_sampled": oracle.win_rate(posts, first, demos),
-        "response_length_mean": float(np.mean([len(g.split()) for g in greedy])),
-        "response_length_mean_sampled": float(np.mean([len(s.split()) for s in first])),
-    }
+    metrics: dict[str, float] = {}
+    if oracle is not None:
+        r_greedy, r_first, r_second = oracle.reward(posts, greedy), oracle.reward(posts, first), oracle.reward(posts, second)
+        metrics.update(
+            {
+                "true_reward_mean": float(r_greedy.mean()),
+                "true_reward_mean_sampled": float(r_first.mean()),
+                "win_rate_vs_demos": oracle.win_rate(posts, greedy, demos),
+                "win_rate_vs_demos_sampled": oracle.win_rate(posts, first, demos),
+            }
+        )
+    metrics["response_length_mean"] = float(np.mean([len(g.split()) for g in greedy]))
+    metrics["response_length_mean_sampled"] = float(np.mean([len(s.split()) for s in first]))
+    judge_scores = None
     if judge is not None:
         suffix = "rm" if isinstance(judge, RewardModelJudge) else "llm"
-        scores, usage = judge.win_rates(posts, greedy, demos)
-        metrics[f"win_rate_vs_demos_{suffix}"] = float(np.mean(scores))
+        judge_scores, usage = judge.win_rates(posts, greedy, demos)
+        metrics[f"win_rate_vs_demos_{suffix}"] = float(np.mean(judge_scores))
         metrics.update({f"judge_{k}": float(v) for k, v in usage.items()})
-    for key in oracle.world.diagnostics(posts[0], first[0]):
-        metrics[f"{key}_mean_sampled"] = float(
-            np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)])
-        )
+    if oracle is not None:
+        for key in oracle.world.diagnostics(posts[0], first[0]):
+            metrics[f"{key}_mean_sampled"] = float(
+                np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)])
+            )
 
-    kl = sequence_logprobs(policy, tokenizer, prompts, assistant_turns(first)) - sequence_logprobs(
-        sft, tokenizer, prompts, assistant_turns(first)
+    bs = p.batch_size
+    kl = sequence_logprobs(policy, tokenizer, prompts, assistant_turns(first), bs) - sequence_logprobs(
+        sft, tokenizer, prompts, assistant_turns(first), bs
     )
     metrics["kl_to_sft"] = float(kl.mean())
 
     pref_prompts = [h["prompt"] for h in heldout_prefs]
-    # Two samples of the current policy, labelled by the oracle: the ranking RL actually needs.
-    distinct = r_first != r_second
-    better_first = r_first > r_second
-    pp_prompts = [x for x, d in zip(prompts, distinct, strict=True) if d]
-    pp_chosen = assistant_turns([a if b else c for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
-    pp_rejected = assistant_turns([c if b else a for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d])
-    metrics["policy_pairs"] = float(len(pp_prompts))
+    if oracle is not None:
+        # Two samples of the current policy, labelled by the oracle: the ranking RL actually needs.
+        distinct = r_first != r_second
+        better_first = r_first > r_second
+        pp_prompts = [x for x, d in zip(prompts, distinct, strict=True) if d]
+        pp_chosen = assistant_turns(
+            [a if b else c for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d]
+        )
+        pp_rejected = assistant_turns(
+            [c if b else a for a, c, b, d in zip(first, second, better_first, distinct, strict=True) if d]
+        )
+        metrics["policy_pairs"] = float(len(pp_prompts))
 
     if reward_model_path is not None:
         rm = load_reward_model(reward_model_path)
         rm_tok = load_tokenizer(reward_model_path)
-        metrics["proxy_reward_mean"] = float(score(rm, rm_tok, prompts, assistant_turns(greedy)).mean())
-        metrics["proxy_reward_mean_sampled"] = float(score(rm, rm_tok, prompts, assistant_turns(first)).mean())
+        metrics["proxy_reward_mean"] = float(score(rm, rm_tok, prompts, assistant_turns(greedy), bs).mean())
+        metrics["proxy_reward_mean_sampled"] = float(score(rm, rm_tok, prompts, assistant_turns(first), bs).mean())
 
         def reward_fn(ps, cs):
-            return score(rm, rm_tok, ps, cs)
+            return score(rm, rm_tok, ps, cs, bs)
     elif implicit_reference_path is not None:
         ref = load_policy(implicit_reference_path)
 
         def reward_fn(ps, cs):
-            return sequence_logprobs(policy, tokenizer, ps, cs) - sequence_logprobs(ref, tokenizer, ps, cs)
+            return sequence_logprobs(policy, tokenizer, ps, cs, bs) - sequence_logprobs(ref, tokenizer, ps, cs, bs)
     else:
         reward_fn = None
 
@@ -181,9 +202,20 @@ def evaluate_policy(
             reward_fn(pref_prompts, [h["chosen"] for h in heldout_prefs]),
             reward_fn(pref_prompts, [h["rejected"] for h in heldout_prefs]),
         )
-        metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(
-            reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected)
-        )
+        if oracle is not None:
+            metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(
+                reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected)
+            )
+
+    if oracle is None:  # per-prompt answers; the judge's verdicts let the report bootstrap its win rate
+        answers = [
+            {"prompt": x, "demonstration": d, "greedy": g, "sample": s}
+            for x, d, g, s in zip(posts, demos, greedy, first, strict=True)
+        ]
+        if judge_scores is not None:
+            for row, v in zip(answers, judge_scores, strict=True):
+                row[f"win_vs_demo_{suffix}"] = float(v)
+        return metrics, answers
 
     r_demo = oracle.reward(posts, demos)
     # Per-prompt values, so that the report can bootstrap confidence intervals over prompts.

@@ -1,14 +1,23 @@
 """Tokenizer and models: a locally trained tokenizer, tiny Llama-style models built from a config,
-and the loaders every stage uses, so that no stage knows whether it holds a tiny or a hub model."""
+and the loaders every stage uses, so that no stage knows whether it holds a tiny or a hub model.
+
+A real base model (``model.name_or_path``: a hub id or a local folder) is never copied into the pipeline:
+`prepare` writes a *base pointer* folder, ``base_model.json`` (id, revision, dtype, trust_remote_code) plus the
+base's tokenizer, prepared for the pipeline (chat template, pad token, left padding). Every loader resolves a
+pointer folder to the base model, so ``models/init`` and ``models/pretrain`` stay a few MB while the weights live
+in the HF cache or the user's folder. The first trained model (SFT) is a full ``save_pretrained`` folder.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -16,7 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from demo2reward.params import ModelParams
+from demo2reward.params import LoRAParams, ModelParams
+from demo2reward.stage import StageError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
@@ -29,6 +39,129 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}" + ASSISTANT + " {% endif %}"
 )
+
+
+# For a base tokenizer without a chat template (Pythia): the user's text verbatim, then a space, the answer and
+# EOS. A TL;DR prompt ends in "TL;DR:", so prompt + completion is exactly the upstream "query + ' ' + summary +
+# EOS", and the prompt is a prefix of prompt + completion, as TRL requires. Later turns follow a blank line.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}"
+    "{% else %}{% if not loop.first %}\n\n{% endif %}{{ m['content'] }}{% endif %}"
+    "{% endfor %}"
+)
+BASE_POINTER = "base_model.json"  # a folder holding this file stands for the base model it names
+LOAD_SETTINGS = "demo2reward_load.json"  # loader settings a saved model inherits from its base (trust_remote_code)
+
+
+class ModelSourceError(StageError):
+    """The base model cannot be loaded (hub unreachable, unknown id, missing folder)."""
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """`model.dtype`: auto = bfloat16 on a GPU that supports it, else float32."""
+    if name == "auto":
+        cuda = torch.cuda.is_available()
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def _from_base(loader, name_or_path: str, **kwargs):
+    """`loader.from_pretrained` for the base model, with one clear error naming the id and the param."""
+    if name_or_path.startswith(("/", "./", "../", "~")) and not Path(name_or_path).expanduser().exists():
+        raise ModelSourceError(f"cannot load the base model {name_or_path!r} (model.name_or_path): no such local folder")
+    try:
+        return loader.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+        hint = "; if it needs its own code, set model.trust_remote_code: true" if "trust_remote_code" in str(err) else ""
+        raise ModelSourceError(
+            f"cannot load the base model {name_or_path!r} (model.name_or_path): {first}{hint}. Point model.name_or_path "
+            "at a local save_pretrained folder (or an `hf download` snapshot), or run where the hub is reachable "
+            "(HF_HUB_OFFLINE=1 reads the local HF cache only)"
+        ) from None
+
+
+def prepare_tokenizer(tokenizer, chat_template: str | None = None):
+    """Make a base tokenizer fit the pipeline: a chat template if it has none, a pad token (EOS), left padding."""
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = chat_template or PLAIN_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelSourceError("the base tokenizer has neither a pad nor an EOS token; the pipeline needs one to pad")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation appends to the right end of every prompt
+    return tokenizer
+
+
+def write_base_pointer(p: ModelParams, out: Path) -> dict[str, float]:
+    """Write the base pointer folder for `p.name_or_path`: no weights, only the id and the prepared tokenizer.
+
+    The config and tokenizer are fetched now, so an unreachable id fails in `prepare`, before any training.
+    """
+    hub = {"revision": p.revision, "trust_remote_code": p.trust_remote_code}
+    config = _from_base(AutoConfig, p.name_or_path, **hub)
+    tokenizer = prepare_tokenizer(_from_base(AutoTokenizer, p.name_or_path, **hub), p.chat_template)
+    tokenizer.save_pretrained(str(out))
+    pointer = {"name_or_path": p.name_or_path, "revision": p.revision, "trust_remote_code": p.trust_remote_code, "dtype": p.dtype}
+    (Path(out) / BASE_POINTER).write_text(json.dumps({**pointer, "model_type": config.model_type}, indent=2) + "\n")
+    return {"vocab_size": len(tokenizer)}
+
+
+def is_base_pointer(path: str | Path) -> bool:
+    return (Path(path) / BASE_POINTER).exists()
+
+
+def trust_remote_code(path: str | Path) -> bool:
+    """Whether the model at `path` (a pointer or a saved model) was allowed to run its own code."""
+    for name in (BASE_POINTER, LOAD_SETTINGS):
+        f = Path(path) / name
+        if f.exists():
+            return bool(json.loads(f.read_text()).get("trust_remote_code", False))
+    return False
+
+
+def write_load_settings(like: str | Path, out: str | Path) -> None:
+    """Let a model saved to `out` inherit the loader settings of the model it was trained from."""
+    if trust_remote_code(like):
+        (Path(out) / LOAD_SETTINGS).write_text(json.dumps({"trust_remote_code": True}) + "\n")
+
+
+def _source(path: str | Path) -> tuple[str, dict]:
+    """What to pass to from_pretrained for `path`: the base model for a pointer folder, else the folder itself."""
+    pointer = Path(path) / BASE_POINTER
+    if pointer.exists():
+        base = json.loads(pointer.read_text())
+        kwargs = {
+            "revision": base["revision"],
+            "trust_remote_code": base["trust_remote_code"],
+            "dtype": resolve_dtype(base["dtype"]),
+        }
+        return base["name_or_path"], kwargs
+    kwargs = {"dtype": "auto"}  # the dtype it was saved in (float32 for the tiny models)
+    if trust_remote_code(path):
+        kwargs["trust_remote_code"] = True
+    return str(path), kwargs
+
+
+def lora_config(p: LoRAParams | None, task_type: str):
+    """The peft LoraConfig for a trainer's `peft_config`, or None when LoRA is off."""
+    if p is None or not p.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=p.r,
+        lora_alpha=p.alpha,
+        lora_dropout=p.dropout,
+        target_modules=p.target_modules,
+        task_type=task_type,
+        modules_to_save=["score"] if task_type == "SEQ_CLS" else None,  # the reward head is new: train it fully
+    )
 
 
 def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
@@ -66,16 +199,33 @@ def build_causal_lm(p: ModelParams, tokenizer: PreTrainedTokenizerFast, seed: in
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    return AutoTokenizer.from_pretrained(str(path))
+    """The tokenizer saved with a model (or a pointer). One from outside the pipeline (a judge reward model)
+    without a chat template or a pad token gets the same fallbacks as a base tokenizer (`prepare_tokenizer`)."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code(path))
+    if tokenizer.chat_template is None or tokenizer.pad_token is None:
+        prepare_tokenizer(tokenizer)
+    return tokenizer
+
+
+def _load(auto_class, path: str | Path, **kwargs) -> torch.nn.Module:
+    source, base_kwargs = _source(path)
+    if is_base_pointer(path):
+        model = _from_base(auto_class, source, **base_kwargs, **kwargs)
+    else:
+        model = auto_class.from_pretrained(source, **base_kwargs, **kwargs)
+    return model.to(device())
 
 
 def load_policy(path: str | Path) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    """A causal LM from a saved folder, or the base model a pointer folder names; on the GPU when there is one."""
+    return _load(AutoModelForCausalLM, path)
 
 
 def load_reward_model(path: str | Path, tokenizer=None) -> torch.nn.Module:
     """A sequence-classification model with one scalar output; from a causal LM it gets a fresh head."""
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
+    model = _load(AutoModelForSequenceClassification, path, num_labels=1)
+    if tokenizer is None and model.config.pad_token_id is None:
+        tokenizer = load_tokenizer(path)  # a judge from outside the pipeline: batched scoring needs the pad id
     if tokenizer is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model

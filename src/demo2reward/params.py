@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from demo2reward.real_tasks import TLDR_DEMOS_ID, TLDR_PREFS_ID, TLDR_PREFS_PREPROCESSED_ID, ULTRACHAT_ID, ULTRAFEEDBACK_ID
 
 
 class ParamsError(ValueError):
@@ -23,8 +25,79 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RealTaskParams(Section):
+    """Options shared by the real tasks; the loader is `real_tasks.load_task_rows` (same field names)."""
+
+    n_train: int | None = Field(
+        None, ge=1, description="Demonstrations (the paper: about 10k); null = all that pass the filters."
+    )
+    n_heldout: int | None = Field(None, ge=1, description="Held-out prompts with a demonstration; null = all.")
+    n_heldout_pairs: int | None = Field(None, ge=1, description="Held-out human preference pairs; null = all.")
+    max_prompt_chars: int | None = Field(
+        None, ge=1, description="Drop (never truncate) rows whose prompt is longer, in characters; null = no limit."
+    )
+    max_response_chars: int | None = Field(
+        None, ge=1, description="Drop rows with a longer completion/chosen/rejected, in characters; null = no limit."
+    )
+    seed: int | None = Field(
+        0, ge=0, description="Rows are sampled in this seeded order (same data for every training seed); null = file order."
+    )
+    drop_train_overlap: bool = Field(True, description="Drop held-out rows whose prompt is also a training prompt.")
+    offline: bool = Field(False, description="Never contact the hub for data sets (HF_HUB_OFFLINE=1 does the same).")
+    cache_dir: str | None = Field(None, description="datasets cache for hub downloads; null = the HF default.")
+    demos_path: str | None = Field(
+        None,
+        description="Local copy of the demonstrations in the upstream schema (.jsonl/.json/.parquet, a save_to_disk or "
+        "snapshot folder); null = demos_id from the hub.",
+    )
+    heldout_path: str | None = Field(
+        None,
+        description="Local copy of the held-out demonstrations; null = demos_path's heldout split if it is a folder, "
+        "else the hub.",
+    )
+    prefs_path: str | None = Field(
+        None, description="Local copy of the held-out preference pairs in the upstream schema; null = prefs_id."
+    )
+
+
+class TLDRTaskParams(RealTaskParams):
+    demos_id: str = Field(
+        TLDR_DEMOS_ID, min_length=1, description="Hub id of the TL;DR demonstrations (posts and reference summaries)."
+    )
+    train_split: str = Field("train", min_length=1, description="Split of the demonstrations used for training.")
+    heldout_split: str = Field("validation", min_length=1, description="Split of the held-out demonstrations.")
+    prefs_id: str = Field(
+        TLDR_PREFS_ID,
+        min_length=1,
+        description=f"Hub id of the human comparisons; or {TLDR_PREFS_PREPROCESSED_ID} with prefs_config: null.",
+    )
+    prefs_config: str | None = Field("comparisons", description="Config name of prefs_id.")
+    prefs_split: str = Field("validation", min_length=1, description="Split of the human comparisons.")
+
+
+class UltraChatTaskParams(RealTaskParams):
+    demos_id: str = Field(ULTRACHAT_ID, min_length=1, description="Hub id of the UltraChat dialogues.")
+    train_split: str = Field("train_sft", min_length=1, description="Split of the demonstrations used for training.")
+    heldout_split: str = Field("test_sft", min_length=1, description="Split of the held-out demonstrations.")
+    turns: Literal["first_turn", "all_turns"] = Field(
+        "first_turn",
+        description="first_turn: the first exchange (SPIN); all_turns: the last reply, with the dialogue before it as prompt.",
+    )
+    prefs_id: str = Field(ULTRAFEEDBACK_ID, min_length=1, description="Hub id of the held-out preference pairs.")
+    prefs_config: str | None = Field(None, description="Config name of prefs_id.")
+    prefs_split: str = Field("test_prefs", min_length=1, description="Split of the held-out preference pairs.")
+
+
 class TaskParams(Section):
-    name: Literal["synthetic"] = Field("synthetic", description="Which task `prepare` builds.")
+    name: Literal["synthetic", "tldr", "ultrachat"] = Field(
+        "synthetic",
+        description="Which task `prepare` builds: the embedded task (r* known) or a real one "
+        "(options in task.tldr / task.ultrachat).",
+    )
+    tldr: TLDRTaskParams = Field(default_factory=TLDRTaskParams, description="TL;DR options (task.name: tldr).")
+    ultrachat: UltraChatTaskParams = Field(
+        default_factory=UltraChatTaskParams, description="UltraChat options (task.name: ultrachat)."
+    )
     n_train: int = Field(1500, ge=8, description="Training prompts, each with one demonstration.")
     n_heldout: int = Field(200, ge=4, description="Held-out prompts (win rate, true reward, policy pairs).")
     n_heldout_pairs: int = Field(600, ge=4, description="Held-out human-style preference pairs.")
@@ -40,11 +113,30 @@ class TaskParams(Section):
 
 
 class ModelParams(Section):
+    name_or_path: str | None = Field(
+        None,
+        description="Base model of the policy and the reward model: a hub id (EleutherAI/pythia-1b-deduped) or a local "
+        "save_pretrained folder; null = the tiny Llama built from the sizes below (synthetic task only).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of name_or_path; null = main.")
+    trust_remote_code: bool = Field(False, description="Let transformers run the base model's own code from the hub.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weights of the base model: auto = bfloat16 on a GPU that supports it, else float32. "
+        "Trained models keep the dtype they were saved in.",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template for a base tokenizer without one (Pythia); null = the plain template: user text "
+        "verbatim, then a space, the answer and EOS (the upstream TL;DR format). A tokenizer's own template wins.",
+    )
     hidden_size: int = Field(64, ge=8, description="Hidden size of the tiny Llama policy and reward model.")
     intermediate_size: int = Field(128, ge=8, description="MLP size.")
     num_hidden_layers: int = Field(2, ge=1, description="Transformer layers.")
     num_attention_heads: int = Field(4, ge=1, description="Attention heads.")
-    max_position_embeddings: int = Field(64, ge=16, description="Longest sequence the model accepts.")
+    max_position_embeddings: int = Field(
+        64, ge=16, description="Longest sequence: the tiny Llama's positions, and every trainer's max_length (real models too)."
+    )
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelParams:
@@ -53,7 +145,39 @@ class ModelParams(Section):
         return self
 
 
-class TrainParams(Section):
+class LoRAParams(Section):
+    enabled: bool = Field(False, description="Train a LoRA adapter (peft) instead of every weight; it is merged before saving.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (the update is scaled by alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get an adapter: all-linear, or names such as [q_proj, k_proj, v_proj, o_proj]."
+    )
+
+
+class DeviceFields(Section):
+    """Memory settings of a trainer; the defaults are the CPU ones (and change nothing there)."""
+
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Split each optimiser step's batch_size into this many per-device micro-batches (GPU memory)."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less GPU memory, ~20% slower."
+    )
+
+    @model_validator(mode="after")
+    def _accumulation_divides_batch(self):
+        batch = getattr(self, "batch_size", None)
+        if batch is not None and batch % self.gradient_accumulation_steps:
+            raise ValueError("batch_size must be a multiple of gradient_accumulation_steps")
+        return self
+
+    @property
+    def per_device_batch_size(self) -> int:
+        return self.batch_size // self.gradient_accumulation_steps
+
+
+class TrainParams(DeviceFields):
     """Shared fields of the supervised trainers (pretrain, sft, reward)."""
 
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay).")
@@ -69,6 +193,7 @@ class PretrainParams(TrainParams):
 class SFTParams(TrainParams):
     learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (linear decay).")
     epochs: float = Field(1.0, gt=0, description="Passes over the demonstrations.")
+    lora: LoRAParams = Field(default_factory=LoRAParams, description="LoRA for SFT.")
 
 
 class RolloutParams(Section):
@@ -87,9 +212,25 @@ class RewardParams(TrainParams):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay).")
     epochs: float = Field(1.0, gt=0, description="Passes over the pairs.")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Pairs held back to log validation accuracy.")
+    eval_batch_size: int = Field(256, ge=1, description="Pairs per forward pass when scoring the validation split.")
+    lora: LoRAParams = Field(
+        default_factory=LoRAParams, description="LoRA for the reward model (the score head is trained fully)."
+    )
 
 
-class PolicyParams(Section):
+class GuardParams(Section):
+    """Collapse guards of the `irl_guarded` track; the plain `irl` track (the paper's method) uses none."""
+
+    reward_aggregation: Literal["latest", "min"] = Field(
+        "min", description="Reward of policy k: RM k (latest), or the min over RMs 1..k, each standardised."
+    )
+    acceptance_gate: bool = Field(
+        True, description="Keep policy k only if the frozen RMs 1..k-1 do not score its greedy answers lower."
+    )
+    gate_prompts: int = Field(256, ge=1, description="Training prompts the gate and the standardisation use.")
+
+
+class PolicyParams(DeviceFields):
     optimizer: Literal["rloo", "grpo", "online_dpo"] = Field("rloo", description="TRL online RL trainer.")
     beta: float = Field(0.1, gt=0, description="KL penalty coefficient; must be > 0 (GRPO's default of 0 is refused).")
     kl_reference: Literal["sft", "previous"] = Field(
@@ -101,13 +242,10 @@ class PolicyParams(Section):
     batch_size: int = Field(64, ge=2, description="Completions per optimiser step.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature during RL.")
     max_new_tokens: int = Field(12, ge=1, description="Longest completion during RL.")
-    reward_aggregation: Literal["latest", "min"] = Field(
-        "latest", description="Reward of policy k: RM k (latest), or the min over RMs 1..k, each standardised (guard)."
+    guards: GuardParams = GuardParams()  # what the `irl_guarded` track adds to plain IRL
+    lora: LoRAParams = Field(
+        default_factory=LoRAParams, description="LoRA for the RL update; its KL reference is then the start policy (adapter off)."
     )
-    acceptance_gate: bool = Field(
-        False, description="Keep policy k only if the frozen RMs 1..k-1 do not score its greedy answers lower (guard)."
-    )
-    gate_prompts: int = Field(256, ge=1, description="Training prompts the gate and the standardisation use.")
 
     @model_validator(mode="after")
     def _groups_fit_batch(self) -> PolicyParams:
@@ -116,13 +254,16 @@ class PolicyParams(Section):
         return self
 
 
-class SpinParams(Section):
+class SpinParams(DeviceFields):
     beta: float = Field(0.1, gt=0, description="DPO β of each SPIN round.")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (linear decay).")
     epochs: float = Field(1.0, gt=0, description="Passes over the round's pairs.")
     batch_size: int = Field(32, ge=1, description="Pairs per optimiser step.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rejected responses.")
     max_new_tokens: int = Field(12, ge=1, description="Longest sampled response, in tokens.")
+    lora: LoRAParams = Field(
+        default_factory=LoRAParams, description="LoRA for each DPO round (the reference is the adapter-free start)."
+    )
 
 
 class LLMJudgeParams(Section):
@@ -184,11 +325,25 @@ class TrackingParams(Section):
 
 
 class Iteration(Section):
-    prev: Annotated[int, Field(ge=0, description="Index of the iteration it starts from (0 = SFT).")]
+    k: int = Field(ge=1, description="The iteration.")
+    prev: int = Field(ge=0, description="The iteration it starts from, k-1 (0 = SFT); DVC templates cannot subtract.")
+
+
+IRL_TRACKS = ("irl", "irl_guarded")
 
 
 class Params(Section):
-    seed: int = Field(0, ge=0, description="Seed of the task, the models and the samplers.")
+    seed: int = Field(0, ge=0, description="Seed of the task and the pretrained base, shared by all training seeds.")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="Training seeds (DVC matrix axis): SFT, RMs, policies, SPIN and sampling repeat per seed.",
+    )
+    irl_tracks: list[Literal["irl", "irl_guarded"]] = Field(
+        default_factory=lambda: list(IRL_TRACKS),
+        min_length=1,
+        description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper) and with policy.guards.",
+    )
     threads: int = Field(2, ge=1, description="CPU threads per stage.")
     task: TaskParams = TaskParams()
     model: ModelParams = ModelParams()
@@ -203,18 +358,45 @@ class Params(Section):
     mtbench: MTBenchParams = MTBenchParams()
     leaderboard: LeaderboardParams = LeaderboardParams()
     tracking: TrackingParams = TrackingParams()
-    iterations: dict[str, Iteration] = Field(
-        default_factory=lambda: {str(k): Iteration(prev=k - 1) for k in (1, 2, 3)},
-        description="The unrolled loop: item 'k' is iteration k, which starts from iteration `prev` = k-1; K = its size.",
+    iterations: list[Iteration] = Field(
+        default_factory=lambda: [Iteration(k=k, prev=k - 1) for k in (1, 2, 3)],
+        description="The unrolled loop (DVC matrix axis): item k is {k: k, prev: k-1}; K = its length.",
     )
 
     @model_validator(mode="after")
     def _iterations_chain(self) -> Params:
         if not self.iterations:
-            raise ValueError("iterations: K must be at least 1 (add '1': {prev: 0})")
-        for i, (key, it) in enumerate(self.iterations.items(), start=1):
-            if key != str(i) or it.prev != i - 1:
-                raise ValueError(f"iterations: item {i} must be '{i}': {{prev: {i - 1}}}, got '{key}': {{prev: {it.prev}}}")
+            raise ValueError("iterations: K must be at least 1 (add {k: 1, prev: 0})")
+        for i, it in enumerate(self.iterations, start=1):
+            if (it.k, it.prev) != (i, i - 1):
+                raise ValueError(f"iterations: item {i} must be {{k: {i}, prev: {i - 1}}}, got {{k: {it.k}, prev: {it.prev}}}")
+        for name, values in (("seeds", self.seeds), ("irl_tracks", self.irl_tracks)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: duplicates in {values}")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError("seeds: must be non-negative")
+        return self
+
+    @model_validator(mode="after")
+    def _real_task_needs(self) -> Params:
+        name = self.task.name
+        if name != "synthetic":
+            if self.model.name_or_path is None:
+                raise ValueError(
+                    f"model.name_or_path: the {name} task needs a base model (a hub id such as "
+                    f"{'EleutherAI/pythia-1b-deduped' if name == 'tldr' else 'alignment-handbook/zephyr-7b-sft-full'}, "
+                    "or a local folder); the tiny Llama is for the synthetic task"
+                )
+            if self.evaluate.judge == "oracle":
+                raise ValueError(
+                    f"evaluate.judge: the {name} task has no true reward r*, so the oracle cannot judge; "
+                    "set evaluate.judge to llm (evaluate.llm) or reward_model (evaluate.judge_reward_model)"
+                )
+        if self.policy.lora.enabled and self.policy.kl_reference == "sft" and len(self.iterations) > 1:
+            raise ValueError(
+                "policy.lora: with LoRA the KL reference is the start policy with its adapter off, which is not SFT "
+                "after iteration 1; set policy.kl_reference: previous (the authors' code) or turn policy.lora off"
+            )
         return self
 
     @property

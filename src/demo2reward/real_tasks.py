@@ -76,7 +76,7 @@ _SCRIPTS_UNSUPPORTED = "Dataset scripts are no longer supported"
 _CHUNK = 1024  # rows converted per batch while sampling
 
 
-class TaskDataError(ValueError):
+class TaskDataError(DataFileError):
     """A real task's data cannot be loaded: hub unreachable, file missing, or a column/value not in the schema."""
 
 

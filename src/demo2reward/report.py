@@ -1,11 +1,18 @@
-"""The report: the methods against the metrics with bootstrap confidence intervals, per-iteration curves
-(JSON for `dvc plots`, PNG for people) and the headline ratios."""
+"""The report: the methods against the metrics as seed means with bootstrap confidence intervals, the paper's
+claims tested as paired differences, the collapse-guard comparison, per-iteration curves (JSON for
+`dvc plots`, PNG for people) and the headline ratios.
+
+Inputs are the evaluate stages' files, `metrics/eval/seed_<S>/{sft,<track>_<k>}.json`, with their per-prompt
+answers in `data/answers/seed_<S>/...jsonl`; only the seeds, tracks and iterations of the current params count,
+so stale files of an earlier, larger run never leak in.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,27 +24,43 @@ COLUMNS = (
     "reward_accuracy_policy_pairs",
     "win_rate_vs_demos",
     "win_rate_vs_demos_sampled",
+    "win_rate_vs_demos_llm",
+    "win_rate_vs_demos_rm",
     "true_reward_mean",
     "true_reward_mean_sampled",
     "proxy_reward_mean",
     "kl_to_sft",
     "response_length_mean",
 )
-# Metric -> the per-prompt field of data/answers/<method>.jsonl it averages (for bootstrap CIs).
+# Metric -> the per-prompt field of the answers file it averages (for bootstrap CIs over prompts too).
 PER_PROMPT = {
     "win_rate_vs_demos": "win_vs_demo",
     "win_rate_vs_demos_sampled": "win_vs_demo_sampled",
+    "win_rate_vs_demos_llm": "win_vs_demo_llm",
+    "win_rate_vs_demos_rm": "win_vs_demo_rm",
     "true_reward_mean": "true_reward",
     "true_reward_mean_sampled": "true_reward_sampled",
 }
+WIN_RATES = ("win_rate_vs_demos", "win_rate_vs_demos_llm", "win_rate_vs_demos_rm")
+# Quality measures, best first: r* exists on the synthetic task only; real tasks have a judge's win rate.
+QUALITY = ("true_reward_mean", "win_rate_vs_demos_llm", "win_rate_vs_demos_rm")
 CURVES = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean", "true_reward_mean_sampled")
-TRACKS = (("irl", "IRL"), ("spin", "SPIN"), ("oracle", "Oracle (r*)"))
+TRACKS = (("irl", "IRL"), ("irl_guarded", "IRL + guards"), ("spin", "SPIN"), ("oracle", "Oracle (r*)"))
+LABELS = dict(TRACKS) | {"sft": "SFT"}
+# The paper's claims, as (better, worse) at the final iteration.
+CLAIMS = (("irl", "spin"), ("spin", "sft"), ("irl", "sft"), ("irl_guarded", "irl"))
+CLAIM_METRICS = ("win_rate_vs_demos", "true_reward_mean", "win_rate_vs_demos_llm", "win_rate_vs_demos_rm")
+
+# track -> k -> seed -> metrics (k = 0 is SFT, which every track starts from)
+Evaluations = dict[str, dict[int, dict[int, dict]]]
+# track -> k -> aggregated metrics: `m` (seed mean), `m_ci` ([lo, hi]), `m_seeds` (per-seed values)
+Aggregated = dict[str, dict[int, dict]]
 
 
 def bootstrap_ci(groups: list[np.ndarray], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile CI of the grand mean, resampling groups (seeds) and then items (prompts) within each.
 
-    With one group this is the ordinary bootstrap over prompts.
+    With one group this is the ordinary bootstrap over prompts; with one item per group, over seeds.
     """
     groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
     if not groups:
@@ -51,33 +74,308 @@ def bootstrap_ci(groups: list[np.ndarray], n_boot: int = 2000, level: float = 0.
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
 
 
-def load_evaluations(eval_dir: str | Path) -> dict[str, dict[int, dict]]:
-    """{track: {k: metrics}} from `sft.json` (k = 0) and `<track>_<k>.json`."""
-    eval_dir = Path(eval_dir)
-    tracks: dict[str, dict[int, dict]] = {}
-    for path in sorted(eval_dir.glob("*.json")):
-        m = re.fullmatch(r"([a-z]+)_(\d+)", path.stem)
-        if m:
-            tracks.setdefault(m.group(1), {})[int(m.group(2))] = read_json(path)
-    sft = eval_dir / "sft.json"
-    if sft.exists():
-        tracks["sft"] = {0: read_json(sft)}
-    return tracks
+def _stem(track: str, k: int) -> str:
+    return "sft" if track == "sft" else f"{track}_{k}"
 
 
-def attach_intervals(tracks: dict[str, dict[int, dict]], answers_dir: str | Path | None) -> None:
-    """Add `<metric>_ci` = [lo, hi] to each evaluation whose per-prompt answers are available."""
-    if answers_dir is None:
-        return
-    for track, by_k in tracks.items():
-        for k, metrics in by_k.items():
-            path = Path(answers_dir) / (f"{track}_{k}.jsonl" if track != "sft" else "sft.jsonl")
-            if not path.exists():
+def load_evaluations(eval_dir: str | Path, seeds: Iterable[int] | None = None, max_k: int | None = None) -> Evaluations:
+    """Read `seed_<S>/sft.json` and `seed_<S>/<track>_<k>.json`, keeping only `seeds` and k ≤ `max_k`."""
+    evals: Evaluations = {}
+    wanted = None if seeds is None else set(seeds)
+    for seed_dir in sorted(Path(eval_dir).glob("seed_*")):
+        seed = int(seed_dir.name.removeprefix("seed_"))
+        if wanted is not None and seed not in wanted:
+            continue
+        for path in sorted(seed_dir.glob("*.json")):
+            m = re.fullmatch(r"([a-z_]+)_(\d+)", path.stem)
+            track, k = ("sft", 0) if path.stem == "sft" else (m.group(1), int(m.group(2))) if m else (None, 0)
+            if track is None or (max_k is not None and k > max_k):
                 continue
-            rows = read_jsonl(path)
-            for metric, field in PER_PROMPT.items():
-                if rows and field in rows[0]:
-                    metrics[f"{metric}_ci"] = list(bootstrap_ci([np.array([r[field] for r in rows])]))
+            metrics = read_json(path)
+            if not metrics.get("skipped"):  # e.g. the oracle track of a real task, which has no r*
+                evals.setdefault(track, {}).setdefault(k, {})[seed] = metrics
+    return evals
+
+
+def load_answers(answers_dir: str | Path | None, evals: Evaluations) -> dict[tuple[str, int, int], list[dict]]:
+    """Per-prompt answers of every evaluation that has them, keyed (track, k, seed)."""
+    out = {}
+    if answers_dir is None:
+        return out
+    for track, by_k in evals.items():
+        for k, by_seed in by_k.items():
+            for seed in by_seed:
+                path = Path(answers_dir) / f"seed_{seed}" / f"{_stem(track, k)}.jsonl"
+                if path.exists():
+                    out[track, k, seed] = read_jsonl(path)
+    return out
+
+
+def _per_prompt(answers, track: str, k: int, seeds: list[int], metric: str) -> list[np.ndarray] | None:
+    """One array of per-prompt values per seed, or None unless every seed has them."""
+    field = PER_PROMPT.get(metric)
+    rows = [answers.get((track, k, s)) for s in seeds]
+    if field is None or any(not r or field not in r[0] for r in rows):
+        return None
+    return [np.array([row[field] for row in r], dtype=float) for r in rows]
+
+
+def aggregate(evals: Evaluations, answers) -> Aggregated:
+    """Seed means; CIs over seeds and prompts where per-prompt answers exist, else over seeds (≥ 2 seeds)."""
+    agg: Aggregated = {}
+    for track, by_k in evals.items():
+        for k, by_seed in by_k.items():
+            seeds = sorted(by_seed)
+            m: dict = {"n_seeds": len(seeds), "seeds": seeds}
+            keys = {key for s in seeds for key, v in by_seed[s].items() if isinstance(v, int | float)}
+            for key in sorted(keys - {"iteration", "seed"}):
+                values = [float(by_seed[s][key]) for s in seeds if key in by_seed[s]]
+                m[key] = float(np.mean(values))
+                m[f"{key}_seeds"] = values
+                groups = _per_prompt(answers, track, k, seeds, key)
+                if groups is not None:
+                    m[f"{key}_ci"] = list(bootstrap_ci(groups))
+                elif len(values) > 1:
+                    m[f"{key}_ci"] = list(bootstrap_ci([[v] for v in values]))
+            agg.setdefault(track, {})[k] = m
+    return agg
+
+
+def paired_difference(
+    answers, evals: Evaluations, a: tuple[str, int], b: tuple[str, int], metric: str, seeds: Iterable[int] | None = None
+) -> dict | None:
+    """Mean of metric(a) − metric(b) over seeds (all shared ones, or `seeds`) and held-out prompts, with its CI.
+
+    Both policies answered the same prompts in each seed, so the difference is paired prompt by prompt,
+    which is much tighter than comparing two separate intervals.
+    """
+    shared = set(evals.get(a[0], {}).get(a[1], {})) & set(evals.get(b[0], {}).get(b[1], {}))
+    seeds = sorted(shared if seeds is None else shared & set(seeds))
+    ga, gb = _per_prompt(answers, *a, seeds, metric), _per_prompt(answers, *b, seeds, metric)
+    if not seeds or ga is None or gb is None or any(len(x) != len(y) for x, y in zip(ga, gb, strict=True)):
+        return None
+    diffs = [x - y for x, y in zip(ga, gb, strict=True)]
+    lo, hi = bootstrap_ci(diffs)
+    return {"mean": float(np.mean([d.mean() for d in diffs])), "ci": [lo, hi], "per_seed": [float(d.mean()) for d in diffs]}
+
+
+def _verdict(d: dict) -> str:
+    if d["mean"] > 0:
+        return "yes" if d["ci"][0] > 0 else "yes, not significant"
+    return "no" if d["ci"][1] < 0 else "no, not significant"
+
+
+def final_k(agg: Aggregated, track: str) -> int | None:
+    return max(agg[track]) if agg.get(track) else None
+
+
+def quality_metric(agg: Aggregated) -> str:
+    """The best quality measure that the SFT evaluation has (r* on the synthetic task, else a judge's win rate)."""
+    sft = agg.get("sft", {}).get(0, {})
+    return next((m for m in QUALITY if m in sft), QUALITY[0])
+
+
+def best_k(agg: Aggregated, track: str) -> int:
+    """The iteration with the highest seed-mean win rate vs demos (picked on the evaluation data: optimistic)."""
+    by_k = agg[track]
+    key = next((m for m in WIN_RATES if any(m in by_k[k] for k in by_k)), WIN_RATES[0])
+    return max(by_k, key=lambda k: by_k[k].get(key, float("-inf")))
+
+
+def summarise(agg: Aggregated) -> dict[str, float]:
+    """Headline numbers: gains at the final iteration K and the reward-recovery ratio against the oracle."""
+    out: dict[str, float] = {}
+    sft = agg.get("sft", {}).get(0)
+    if not (sft and agg.get("irl")):
+        return out
+    gained = ("true_reward_mean", "true_reward_mean_sampled", "win_rate_vs_demos", "win_rate_vs_demos_sampled")
+    for track in ("irl", "irl_guarded", "spin", "oracle"):
+        if not agg.get(track):
+            continue
+        final = agg[track][final_k(agg, track)]
+        for key in gained:
+            if key in final and key in sft:
+                out[f"{track}_gain_{key}"] = final[key] - sft[key]
+        if "reward_accuracy" in final and track != "oracle":
+            out[f"{track}_reward_accuracy_final"] = final["reward_accuracy"]
+    for track, suffix in (("irl", ""), ("irl_guarded", "_guarded")):
+        for key in ("true_reward_mean", "true_reward_mean_sampled"):
+            gain, oracle_gain = out.get(f"{track}_gain_{key}"), out.get(f"oracle_gain_{key}")
+            if gain is not None and oracle_gain is not None:
+                ratio = gain / oracle_gain if oracle_gain > 0 else float("nan")
+                out[f"reward_recovery_ratio{suffix}{key.removeprefix('true_reward_mean')}"] = ratio
+    irl = agg["irl"]
+    out["reward_accuracy_min"] = min(irl[k].get("reward_accuracy", float("nan")) for k in irl)
+    out["K"] = float(final_k(agg, "irl"))
+    out["seeds"] = float(irl[final_k(agg, "irl")]["n_seeds"])
+    return out
+
+
+def claims(agg: Aggregated, evals: Evaluations, answers) -> list[dict]:
+    """The paper's orderings at the final iteration, each a paired difference with a CI."""
+    rows = []
+    for better, worse in CLAIMS:
+        if not (agg.get(better) and agg.get(worse)):
+            continue
+        a, b = (better, final_k(agg, better)), (worse, final_k(agg, worse))
+        for metric in CLAIM_METRICS:
+            d = paired_difference(answers, evals, a, b, metric)
+            if d:
+                rows.append({"better": better, "worse": worse, "metric": metric, **d})
+    if agg.get("irl") and agg.get("spin"):  # reward accuracy has no per-prompt answers: paired over seeds
+        ka, kb = final_k(agg, "irl"), final_k(agg, "spin")
+        ia, sa = evals["irl"][ka], evals["spin"][kb]
+        seeds = sorted(set(ia) & set(sa))
+        diffs = [
+            ia[s]["reward_accuracy"] - sa[s]["reward_accuracy"]
+            for s in seeds
+            if "reward_accuracy" in ia[s] and "reward_accuracy" in sa[s]
+        ]
+        if diffs:
+            lo, hi = bootstrap_ci([[d] for d in diffs]) if len(diffs) > 1 else (float("nan"), float("nan"))
+            rows.append(
+                {
+                    "better": "irl",
+                    "worse": "spin",
+                    "metric": "reward_accuracy",
+                    "mean": float(np.mean(diffs)),
+                    "ci": [lo, hi],
+                    "per_seed": diffs,
+                }
+            )
+    return rows
+
+
+def guard_trajectories(evals: Evaluations, answers, train_dir: str | Path | None, metric: str = "true_reward_mean") -> list[dict]:
+    """Per IRL track and seed: does it help (peak > SFT) and then hold, or collapse (final < peak)?
+
+    Both tests are paired per-prompt bootstraps of `metric` within the seed, so "collapses" means the final
+    iterate is significantly worse than the track's best, not just noisily lower.
+    """
+    rows = []
+    for track in ("irl", "irl_guarded"):
+        by_k = evals.get(track)
+        if not by_k:
+            continue
+        K = max(by_k)  # noqa: N806 - the paper's name
+        for seed in sorted(by_k[K]):
+            sft = evals.get("sft", {}).get(0, {}).get(seed, {})
+            curve = {0: sft[metric]} if metric in sft else {}
+            curve |= {k: by_k[k][seed][metric] for k in sorted(by_k) if metric in by_k[k].get(seed, {})}
+            if K not in curve:
+                continue
+            peak = max((k for k in curve if k > 0), key=curve.get)
+            helps = paired_difference(answers, evals, (track, peak), ("sft", 0), metric, [seed])
+            drop = paired_difference(answers, evals, (track, K), (track, peak), metric, [seed]) if peak != K else None
+            gate = []
+            for k in sorted(by_k):
+                path = Path(train_dir or "") / f"seed_{seed}" / f"policy_{track}_{k}.json"
+                if train_dir and path.exists() and "gate_accepted" in (g := read_json(path)):
+                    gate.append((k, bool(g["gate_accepted"])))
+            helped = helps is not None and helps["ci"][0] > 0
+            collapsed = drop is not None and drop["ci"][1] < 0
+            shape = ("helps, then collapses" if collapsed else "helps, then holds") if helped else "does not help"
+            rows.append(
+                {
+                    "track": track,
+                    "seed": seed,
+                    "curve": curve,
+                    "peak": peak,
+                    "drop_from_peak": (curve[K] - curve[peak]),
+                    "shape": shape,
+                    "gate": gate,
+                }
+            )
+    return rows
+
+
+def curves(agg: Aggregated) -> dict[str, list[dict]]:
+    """Per-track seed-mean records `{iteration, metric...}`, SFT as iteration 0 of each track (for `dvc plots`)."""
+    out = {}
+    for track, _ in TRACKS:
+        if track not in agg:
+            continue
+        points = {**({0: agg["sft"][0]} if "sft" in agg else {}), **agg[track]}
+        keys = (*CURVES, "proxy_reward_mean")
+        out[track] = [{"iteration": k, **{c: points[k][c] for c in keys if c in points[k]}} for k in sorted(points)]
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    _pyplot().close(fig)
+
+
+def plot_curves(agg: Aggregated, path: Path) -> None:
+    """Seed mean per iteration with its 95% CI band, one line per track."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
+    for ax, metric in zip(axes, CURVES, strict=True):
+        for track, label in TRACKS:
+            points = {**({0: agg["sft"][0]} if "sft" in agg else {}), **agg.get(track, {})}
+            ks = [k for k in sorted(points) if metric in points[k]] if track in agg else []
+            if not ks:
+                continue
+            (line,) = ax.plot(ks, [points[k][metric] for k in ks], marker="o", label=label)
+            cis = [points[k].get(f"{metric}_ci") for k in ks]
+            if all(cis):
+                ax.fill_between(ks, [c[0] for c in cis], [c[1] for c in cis], color=line.get_color(), alpha=0.15)
+        ax.set_title(metric)
+        ax.set_xlabel("iteration k (0 = SFT)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_overoptimisation(agg: Aggregated, path: Path) -> None:
+    """Proxy (learned) reward against true reward per IRL iteration: a rising proxy with a falling truth is hacking."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for track in ("irl", "irl_guarded"):
+        pts = [(k, m) for k, m in sorted(agg.get(track, {}).items()) if "proxy_reward_mean" in m and "true_reward_mean" in m]
+        if not pts:
+            continue
+        ax.plot(
+            [m["proxy_reward_mean"] for _, m in pts], [m["true_reward_mean"] for _, m in pts], marker="o", label=LABELS[track]
+        )
+        for k, m in pts:
+            ax.annotate(f"k={k}", (m["proxy_reward_mean"], m["true_reward_mean"]), fontsize=8)
+    ax.set_xlabel("proxy reward (RM k, greedy answers; seed mean)")
+    ax.set_ylabel("true reward r* (greedy answers; seed mean)")
+    ax.set_title("Over-optimisation view")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_guards(trajectories: list[dict], path: Path, metric: str = "true_reward_mean") -> None:
+    """`metric` per iteration, one line per seed, without and with the guards; x marks a rejected update."""
+    plt = _pyplot()
+    tracks = [t for t in ("irl", "irl_guarded") if any(r["track"] == t for r in trajectories)] or ["irl"]
+    fig, axes = plt.subplots(1, len(tracks), figsize=(4.5 * len(tracks), 3.6), sharey=True, squeeze=False)
+    for ax, track in zip(axes[0], tracks, strict=True):
+        for r in (r for r in trajectories if r["track"] == track):
+            ks = sorted(r["curve"])
+            (line,) = ax.plot(ks, [r["curve"][k] for k in ks], marker="o", label=f"seed {r['seed']}")
+            rejected = [k for k, ok in r["gate"] if not ok]
+            ax.plot(rejected, [r["curve"][k] for k in rejected], "x", color=line.get_color(), markersize=11)
+        ax.set_title(LABELS[track])
+        ax.set_xlabel("iteration k (0 = SFT)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (greedy)")
+    axes[0][0].legend(fontsize=8)
+    _save(fig, path)
 
 
 def _fmt(v) -> str:
@@ -86,137 +384,51 @@ def _fmt(v) -> str:
 
 def _cell(m: dict, column: str) -> str:
     ci = m.get(f"{column}_ci")
-    return _fmt(m.get(column)) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    return _fmt(m.get(column)) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] == ci[0] else "")
 
 
-def summarise(tracks: dict[str, dict[int, dict]]) -> dict[str, float]:
-    """Headline numbers: gains at the final iteration K and the reward-recovery ratio against the oracle."""
-    out: dict[str, float] = {}
-    sft = tracks.get("sft", {}).get(0)
-    irl, oracle = tracks.get("irl", {}), tracks.get("oracle", {})
-    if not (sft and irl):
-        return out
-    final = irl[max(irl)]
-    for key in ("true_reward_mean", "true_reward_mean_sampled", "win_rate_vs_demos", "win_rate_vs_demos_sampled"):
-        out[f"irl_gain_{key}"] = final[key] - sft[key]
-        if oracle:
-            gain = oracle[max(oracle)][key] - sft[key]
-            out[f"oracle_gain_{key}"] = gain
-            if key.startswith("true_reward"):
-                suffix = key.removeprefix("true_reward_mean")
-                out[f"reward_recovery_ratio{suffix}"] = out[f"irl_gain_{key}"] / gain if gain > 0 else float("nan")
-    spin = tracks.get("spin", {})
-    if spin:
-        for key in ("true_reward_mean", "true_reward_mean_sampled", "win_rate_vs_demos", "win_rate_vs_demos_sampled"):
-            out[f"spin_gain_{key}"] = spin[max(spin)][key] - sft[key]
-        out["spin_reward_accuracy_final"] = spin[max(spin)].get("reward_accuracy", float("nan"))
-    accs = [irl[k].get("reward_accuracy", float("nan")) for k in sorted(irl)]
-    out["reward_accuracy_min"] = min(accs)
-    out["irl_reward_accuracy_final"] = accs[-1]
-    out["K"] = float(max(irl))
-    return out
-
-
-def table1_rows(tracks) -> list[tuple[str, dict]]:
-    """Table 1: SFT, then best and final iteration of each track (best = highest win rate vs demos)."""
-    rows = [("SFT", tracks["sft"][0])] if "sft" in tracks else []
+def table1_rows(agg: Aggregated) -> list[tuple[str, dict]]:
+    """Table 1: SFT, then the best and final iteration of each track."""
+    rows = [("SFT", agg["sft"][0])] if "sft" in agg else []
     for track, label in TRACKS:
-        by_k = tracks.get(track, {})
-        if not by_k:
-            continue
-        best = max(by_k, key=lambda k: by_k[k].get("win_rate_vs_demos", float("-inf")))
-        rows.append((f"{label} best (k={best})", by_k[best]))
-        rows.append((f"{label} final (k={max(by_k)})", by_k[max(by_k)]))
+        if agg.get(track):
+            rows.append((f"{label} best (k={best_k(agg, track)})", agg[track][best_k(agg, track)]))
+            rows.append((f"{label} final (k={final_k(agg, track)})", agg[track][final_k(agg, track)]))
     return rows
 
 
-def all_rows(tracks) -> list[tuple[str, dict]]:
-    rows = [("SFT", tracks["sft"][0])] if "sft" in tracks else []
+def all_rows(agg: Aggregated) -> list[tuple[str, dict]]:
+    rows = [("SFT", agg["sft"][0])] if "sft" in agg else []
     for track, label in TRACKS:
-        rows += [(f"{label} k={k}", tracks[track][k]) for k in sorted(tracks.get(track, {}))]
+        rows += [(f"{label} k={k}", agg[track][k]) for k in sorted(agg.get(track, {}))]
     return rows
-
-
-def curves(tracks) -> dict[str, list[dict]]:
-    """Per-track records `{iteration, metric...}`, SFT as iteration 0 of each track (for `dvc plots`)."""
-    out = {}
-    for track, _ in TRACKS:
-        if track not in tracks:
-            continue
-        points = {**({0: tracks["sft"][0]} if "sft" in tracks else {}), **tracks[track]}
-        keys = (*CURVES, "proxy_reward_mean")
-        out[track] = [{"iteration": k, **{c: points[k][c] for c in keys if c in points[k]}} for k in sorted(points)]
-    return out
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-
-
-def plot_curves(curve_data: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
-    for ax, metric in zip(axes, CURVES, strict=True):
-        for track, points in curve_data.items():
-            pts = [p for p in points if p.get(metric) is not None]
-            ax.plot([p["iteration"] for p in pts], [p[metric] for p in pts], marker="o", label=track)
-        ax.set_title(metric)
-        ax.set_xlabel("iteration k (0 = SFT)")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    _save(fig, path)
-
-
-def plot_overoptimisation(curve_data: dict[str, list[dict]], path: Path) -> None:
-    """Proxy (learned) reward against true reward per IRL iteration: a rising proxy with a falling truth is hacking."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = [p for p in curve_data.get("irl", []) if "proxy_reward_mean" in p]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot([p["proxy_reward_mean"] for p in pts], [p["true_reward_mean"] for p in pts], marker="o")
-    for p in pts:
-        ax.annotate(f"k={p['iteration']}", (p["proxy_reward_mean"], p["true_reward_mean"]))
-    ax.set_xlabel("proxy reward (RM k, greedy answers)")
-    ax.set_ylabel("true reward r* (greedy answers)")
-    ax.set_title("Over-optimisation view (IRL)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
 
 
 def _csv(rows: list[tuple[str, dict]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["method", *COLUMNS, *(f"{c}_ci_{end}" for c in PER_PROMPT for end in ("lo", "hi"))])
+    writer.writerow(["method", "n_seeds", *(f"{c}{end}" for c in COLUMNS for end in ("", "_ci_lo", "_ci_hi"))])
     for name, m in rows:
-        cis = [m.get(f"{c}_ci", [None, None])[i] for c in PER_PROMPT for i in (0, 1)]
-        writer.writerow([name, *(m.get(c) for c in COLUMNS), *cis])
+        cells = []
+        for c in COLUMNS:
+            ci = m.get(f"{c}_ci", [None, None])
+            cells += [m.get(c), *ci]
+        writer.writerow([name, m.get("n_seeds"), *cells])
     return buf.getvalue()
 
 
 def _markdown_table(rows: list[tuple[str, dict]], extra: tuple[str, ...] = ()) -> list[str]:
-    columns = (*COLUMNS, *extra)
+    columns = tuple(c for c in (*COLUMNS, *extra) if any(c in m for _, m in rows))
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     return lines + [f"| {name} | " + " | ".join(_cell(m, c) for c in columns) + " |" for name, m in rows]
 
 
-def attach_benchmarks(tracks, benchmarks: dict[str, dict]) -> tuple[str, ...]:
+def attach_benchmarks(agg: Aggregated, benchmarks: dict[str, dict]) -> tuple[str, ...]:
     """Put MT-Bench / leaderboard scores on SFT and the final IRL/SPIN rows; returns the columns that got any."""
-    finals = {"sft": tracks.get("sft", {}).get(0)}
+    finals = {"sft": agg.get("sft", {}).get(0)}
     for track in ("irl", "spin"):
-        if tracks.get(track):
-            finals[track] = tracks[track][max(tracks[track])]
+        if agg.get(track):
+            finals[track] = agg[track][final_k(agg, track)]
     columns = []
     for column, (scores, key) in benchmarks.items():
         if not scores.get("enabled"):
@@ -228,58 +440,124 @@ def attach_benchmarks(tracks, benchmarks: dict[str, dict]) -> tuple[str, ...]:
     return tuple(columns)
 
 
+def _claims_lines(rows: list[dict]) -> list[str]:
+    lines = ["| claim | metric | difference (mean over seeds) | 95% CI | per seed | holds? |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        per_seed = ", ".join(f"{v:+.3f}" for v in r["per_seed"])
+        lines.append(
+            f"| {LABELS[r['better']]} > {LABELS[r['worse']]} | {r['metric']} | {r['mean']:+.3f} "
+            f"| [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}] | {per_seed} | {_verdict(r) if r['ci'][0] == r['ci'][0] else '–'} |"
+        )
+    return lines
+
+
+def _guards_lines(trajectories: list[dict]) -> list[str]:
+    if not trajectories:
+        return []
+    ks = sorted({k for r in trajectories for k in r["curve"]})
+    lines = [
+        "| track | seed | " + " | ".join(f"k={k}" for k in ks) + " | peak | final − peak | gate (k: kept?) | shape |",
+        "|---" * (len(ks) + 6) + "|",
+    ]
+    for r in trajectories:
+        gate = ", ".join(f"{k}: {'yes' if ok else 'no'}" for k, ok in r["gate"]) or "–"
+        cells = " | ".join(_fmt(r["curve"].get(k)) for k in ks)
+        peak = f"k={r['peak']} | {r['drop_from_peak']:+.3f}"
+        lines.append(f"| {LABELS[r['track']]} | {r['seed']} | {cells} | {peak} | {gate} | {r['shape']} |")
+    return lines
+
+
 def write_report(
     eval_dir: str | Path,
     out_dir: str | Path,
     answers_dir: str | Path | None = None,
     mtbench: str | Path | None = None,
     leaderboard: str | Path | None = None,
-) -> dict[str, float]:
+    train_dir: str | Path | None = None,
+    seeds: Iterable[int] | None = None,
+    max_k: int | None = None,
+) -> tuple[dict[str, float], Aggregated]:
+    """Write report.md, report.csv, summary.json, curves/*.json and plots/*.png; return the summary and
+    the seed-aggregated metrics."""
     out_dir = Path(out_dir)
-    tracks = load_evaluations(eval_dir)
-    attach_intervals(tracks, answers_dir)
+    evals = load_evaluations(eval_dir, seeds, max_k)
+    answers = load_answers(answers_dir, evals)
+    agg = aggregate(evals, answers)
     benchmarks = {
         "mtbench_overall": (read_json(mtbench) if mtbench and Path(mtbench).exists() else {}, "overall"),
         "leaderboard_average": (read_json(leaderboard) if leaderboard and Path(leaderboard).exists() else {}, "average"),
     }
-    extra = attach_benchmarks(tracks, benchmarks)
-    summary = summarise(tracks)
-    curve_data = curves(tracks)
+    extra = attach_benchmarks(agg, benchmarks)
+    summary = summarise(agg)
+    claim_rows = claims(agg, evals, answers)
+    for r in claim_rows:
+        summary[f"{r['better']}_minus_{r['worse']}_{r['metric']}"] = r["mean"]
+    quality = quality_metric(agg)
+    trajectories = guard_trajectories(evals, answers, train_dir, quality)
+    for track in ("irl", "irl_guarded"):
+        mine = [r for r in trajectories if r["track"] == track]
+        if mine:
+            summary[f"{track}_seeds_collapsed"] = float(sum(r["shape"].endswith("collapses") for r in mine))
+    curve_data = curves(agg)
     for track, points in curve_data.items():
         write_json(out_dir / "curves" / f"{track}.json", points)
-    plot_curves(curve_data, out_dir / "plots" / "curves.png")
-    plot_overoptimisation(curve_data, out_dir / "plots" / "overoptimisation.png")
+    plot_curves(agg, out_dir / "plots" / "curves.png")
+    plot_overoptimisation(agg, out_dir / "plots" / "overoptimisation.png")
+    plot_guards(trajectories, out_dir / "plots" / "guards.png", quality)
     write_json(out_dir / "summary.json", summary)
     with atomic_file(out_dir / "report.csv") as f:
-        f.write(_csv(all_rows(tracks)))
+        f.write(_csv(all_rows(agg)))
 
-    lines = ["# demo2reward report", "", "Every number is computed from `metrics/eval/*.json` by `stages/report.py`.", ""]
-    lines += ["## Table 1: methods at their best and final iteration", ""]
-    lines += _markdown_table(table1_rows(tracks), extra)
+    n_seeds = int(summary.get("seeds", 0))
+    lines = ["# demo2reward report", "", "Every number is computed from `metrics/eval/seed_*/*.json` by `stages/report.py`.", ""]
+    lines += [f"## Table 1: methods at their best and final iteration (mean over {n_seeds} seeds)", ""]
+    lines += _markdown_table(table1_rows(agg), extra)
     lines += [
         "",
-        "Brackets: 95% bootstrap confidence interval over held-out prompts. *Best* is the iteration with the highest",
-        "`win_rate_vs_demos`, picked on the same held-out prompts, so it is optimistic; *final* is iteration K.",
-        "SFT's `reward_accuracy` is its implicit reward log π_sft − log π_base (DPO-style); SPIN's is its implicit",
-        "reward β·log(π_k / π_{k-1}); IRL's is its explicit reward model's. The oracle track has no learned reward.",
-        "",
-        "## Every iteration",
-        "",
+        "Brackets: 95% bootstrap confidence interval. For the win rates and true rewards it resamples seeds and then",
+        "held-out prompts within each seed; for the other metrics, which have no per-prompt values, it resamples",
+        "seeds only (so it needs ≥ 2 seeds, and with 3 it is little more than their range).",
+        "*Best* is the iteration with the highest mean `win_rate_vs_demos`, picked on the same held-out prompts, so it",
+        "is optimistic; *final* is iteration K. SFT's `reward_accuracy` is its implicit reward log π_sft − log π_base",
+        "(DPO-style); SPIN's is its implicit reward β·log(π_k / π_{k-1}); IRL's is its explicit reward model's.",
+        "The oracle track trains on the true reward r* (an upper bound) and has no learned reward.",
     ]
-    lines += _markdown_table(all_rows(tracks))
+    if extra:
+        lines += ["Benchmark columns grade the first seed's policies only."]
+    if claim_rows:
+        lines += ["", "## The paper's claims, at the final iteration", ""]
+        lines += _claims_lines(claim_rows)
+        lines += [
+            "",
+            "Differences are paired: both policies answered the same held-out prompts in each seed. The CI resamples",
+            "seeds, then prompts (reward accuracy: seeds only). *not significant*: the interval contains 0.",
+        ]
+    if trajectories:
+        lines += ["", "## Collapse guards: helps, then holds or collapses?", ""]
+        lines += _guards_lines(trajectories)
+        lines += [
+            "",
+            f"`{quality}` (greedy, held-out prompts) per iteration and seed. *Helps*: the track's best iterate beats",
+            "SFT (paired bootstrap CI above 0); *collapses*: the final iterate is below that best (CI below 0).",
+            "The gate column lists the acceptance gate's decisions; a rejected update carries the previous policy.",
+            "",
+            "![guards](plots/guards.png)",
+        ]
+    lines += ["", "## Every iteration", ""]
+    lines += _markdown_table(all_rows(agg))
     if summary:
         lines += ["", "## Headline", "", "| quantity | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(summary.items())]
         lines += [
             "",
-            "reward_recovery_ratio = (IRL gain in true reward over SFT) / (oracle gain), both at iteration K;",
-            "the `_sampled` variant uses temperature-1 samples instead of greedy answers.",
+            "reward_recovery_ratio = (IRL gain in true reward over SFT) / (oracle gain), both at iteration K and",
+            "averaged over seeds; the `_sampled` variant uses temperature-1 samples instead of greedy answers.",
         ]
     lines += [
         "",
         "## Figures",
         "",
-        "Per iteration, IRL against SPIN and the oracle upper bound:",
+        "Per iteration, seed means with 95% CI bands, IRL against SPIN and the oracle upper bound:",
         "",
         "![curves](plots/curves.png)",
         "",
@@ -291,4 +569,4 @@ def write_report(
     ]
     with atomic_file(out_dir / "report.md") as f:
         f.write("\n".join(lines))
-    return summary
+    return summary, agg

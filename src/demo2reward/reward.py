@@ -11,9 +11,9 @@ from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
 from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_reward_model, load_tokenizer
+from demo2reward.modeling import load_reward_model, load_tokenizer, lora_config
 from demo2reward.params import RewardParams
-from demo2reward.training import save_trained, trainer_kwargs
+from demo2reward.training import merge_lora, save_trained, trainer_kwargs
 
 
 @torch.no_grad()
@@ -54,10 +54,9 @@ def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict
     return {"score_std_before": std, "score_mean_before": float(s.mean())}
 
 
-def reward_init(init: str, sft: Path, previous_iteration: Path) -> Path:
-    """Where RM k starts: SFT every iteration, or RM k-1 when warm (iteration 1 has none: SFT)."""
-    warm = previous_iteration / "reward"
-    return warm if init == "warm" and warm.exists() else sft
+def reward_init(init: str, sft: Path, previous: Path, k: int) -> Path:
+    """Where RM k starts: SFT every iteration, or RM k-1 (`previous`/reward) when warm (iteration 1 has none: SFT)."""
+    return previous / "reward" if init == "warm" and k > 1 else sft
 
 
 def fit_reward_model(
@@ -72,11 +71,11 @@ def fit_reward_model(
     val, train = shuffled[:n_val], shuffled[n_val:]
     with atomic_dir(out) as tmp:
         config = RewardConfig(
-            **trainer_kwargs(str(tmp / "trainer"), seed),
+            **trainer_kwargs(str(tmp / "trainer"), seed, p),
             learning_rate=p.learning_rate,
             num_train_epochs=p.epochs,
-            per_device_train_batch_size=p.batch_size,
-            per_device_eval_batch_size=256,
+            per_device_train_batch_size=p.per_device_batch_size,
+            per_device_eval_batch_size=p.eval_batch_size,
             lr_scheduler_type="linear",
             max_length=max_length,
             eval_strategy="no",
@@ -87,6 +86,7 @@ def fit_reward_model(
             train_dataset=Dataset.from_list(train),
             eval_dataset=Dataset.from_list(val) if val else None,
             processing_class=tokenizer,
+            peft_config=lora_config(p.lora, "SEQ_CLS"),
         )
         result = trainer.train()
         metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}
@@ -97,7 +97,7 @@ def fit_reward_model(
             ev = trainer.evaluate()
             metrics["val_loss"] = float(ev["eval_loss"])
             metrics["val_accuracy"] = float(ev.get("eval_accuracy", preference_accuracy(model, tokenizer, val)))
-        metrics.update(_standardise(trainer.model, tokenizer, train))  # in place, before saving
-        save_trained(trainer, tokenizer, tmp)
+        metrics.update(_standardise(merge_lora(trainer), tokenizer, train))  # in place, before saving
+        save_trained(trainer, tokenizer, tmp, like=init)
     metrics.update({"pairs_train": len(train), "pairs_val": len(val)})
     return metrics

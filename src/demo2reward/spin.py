@@ -9,7 +9,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_policy, load_tokenizer
+from demo2reward.modeling import load_policy, load_tokenizer, lora_config
 from demo2reward.pairs import build_pairs
 from demo2reward.params import SpinParams
 from demo2reward.rollout import rollout_rows
@@ -37,15 +37,22 @@ def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path
     model = load_policy(previous)
     with atomic_dir(out) as tmp:
         config = DPOConfig(
-            **trainer_kwargs(str(tmp / "trainer"), seed),
+            **trainer_kwargs(str(tmp / "trainer"), seed, p),
             beta=p.beta,
             learning_rate=p.learning_rate,
             num_train_epochs=p.epochs,
-            per_device_train_batch_size=p.batch_size,
+            per_device_train_batch_size=p.per_device_batch_size,
             lr_scheduler_type="linear",
             max_length=max_length,
         )
-        trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
+        # With LoRA the reference is the previous iterate with the adapter off: SPIN's reference, without a copy.
+        trainer = DPOTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(pairs),
+            processing_class=tokenizer,
+            peft_config=lora_config(p.lora, "CAUSAL_LM"),
+        )
         result = trainer.train()
-        save_trained(trainer, tokenizer, tmp)
+        save_trained(trainer, tokenizer, tmp, like=previous)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}

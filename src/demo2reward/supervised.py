@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_policy, load_tokenizer
+from demo2reward.modeling import load_policy, load_tokenizer, lora_config
 from demo2reward.params import TrainParams
 from demo2reward.training import save_trained, trainer_kwargs
+
+
+def pass_through(init: str | Path, out: str | Path) -> dict[str, float]:
+    """Copy the model folder at `init` to `out` unchanged: `pretrain` on a real task, whose corpus is empty.
+
+    For a real base this copies a base pointer (a few MB: the id and the tokenizer), never the weights.
+    """
+    with atomic_dir(out) as tmp:
+        shutil.copytree(init, tmp, dirs_exist_ok=True)
+    return {"skipped": 1.0}
 
 
 def train_language_model(
@@ -30,15 +41,21 @@ def train_language_model(
     model = load_policy(init)
     with atomic_dir(out) as tmp:
         config = SFTConfig(
-            **trainer_kwargs(str(tmp / "trainer"), seed),
+            **trainer_kwargs(str(tmp / "trainer"), seed, p),
             learning_rate=p.learning_rate,
             num_train_epochs=p.epochs,
-            per_device_train_batch_size=p.batch_size,
+            per_device_train_batch_size=p.per_device_batch_size,
             lr_scheduler_type="linear",
             max_length=max_length,
             completion_only_loss=completion_only,
         )
-        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=lora_config(getattr(p, "lora", None), "CAUSAL_LM"),
+        )
         result = trainer.train()
-        save_trained(trainer, tokenizer, tmp)
+        save_trained(trainer, tokenizer, tmp, like=init)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}

@@ -222,6 +222,11 @@ class Oracle:
     def from_task_dir(cls, task_dir: str | Path) -> Oracle:
         return cls(World.load(Path(task_dir) / "world.json"))
 
+    @classmethod
+    def load_optional(cls, task_dir: str | Path) -> Oracle | None:
+        """The task's oracle, or None for a real task (TL;DR, UltraChat): it has no world.json, no r*."""
+        return cls.from_task_dir(task_dir) if (Path(task_dir) / "world.json").exists() else None
+
     def reward(self, posts: list[str], responses: list[str]) -> np.ndarray:
         return np.array([self.world.true_reward(x, y) for x, y in zip(posts, responses, strict=True)])
 

@@ -18,16 +18,39 @@ def set_threads(n: int) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def save_trained(trainer, tokenizer, out: Path) -> None:
-    """Save the trained model and its tokenizer with save_pretrained; no checkpoints: DVC caches the model."""
+def merge_lora(trainer):
+    """Fold a trained LoRA adapter into its base (in place), so that every saved model is a plain one.
+
+    The next stage then loads it like any other model, and the next LoRA run starts from merged weights.
+    """
+    from accelerate.utils import is_peft_model
+
+    if is_peft_model(trainer.model):
+        trainer.model = trainer.model.merge_and_unload()
+        trainer.model_wrapped = trainer.model
+    return trainer.model
+
+
+def save_trained(trainer, tokenizer, out: Path, like: str | Path | None = None) -> None:
+    """Save the trained model and its tokenizer with save_pretrained; no checkpoints: DVC caches the model.
+
+    A LoRA adapter is merged first; `like` is the model it was trained from, whose loader settings it inherits.
+    """
+    from demo2reward.modeling import write_load_settings
+
+    merge_lora(trainer)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
+    if like is not None:
+        write_load_settings(like, out)
     shutil.rmtree(out / "trainer", ignore_errors=True)
 
 
-def trainer_kwargs(output_dir: str, seed: int) -> dict:
+def trainer_kwargs(output_dir: str, seed: int, p=None) -> dict:
+    """Settings of every TRL config. `p` (a params section with DeviceFields) adds its GPU memory settings;
+    their defaults (no accumulation, no checkpointing) are what the CPU runs use."""
     cuda = torch.cuda.is_available()
-    return {
+    kwargs = {
         "output_dir": output_dir,
         "seed": seed,
         "use_cpu": not cuda,
@@ -39,3 +62,9 @@ def trainer_kwargs(output_dir: str, seed: int) -> dict:
         "disable_tqdm": False,
         "dataloader_num_workers": 0,
     }
+    if p is not None:
+        kwargs["gradient_accumulation_steps"] = p.gradient_accumulation_steps
+        if p.gradient_checkpointing:
+            kwargs["activation_checkpointing"] = True
+            kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}  # what LoRA (frozen inputs) needs
+    return kwargs
