@@ -8,19 +8,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """`overrides` merged into `base` in place, section by section; lists and scalars are replaced."""
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
 def merged_params(overrides: dict | None = None) -> dict:
     """The repository's params.yaml with `overrides` merged in (DVC needs every section present)."""
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-    def merge(a: dict, b: dict) -> None:
-        for k, v in b.items():
-            if isinstance(v, dict) and isinstance(a.get(k), dict):
-                merge(a[k], v)
-            else:
-                a[k] = v
-
-    merge(base, overrides or {})
-    return base
+    return deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides or {})
 
 
 @pytest.fixture

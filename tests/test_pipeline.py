@@ -167,6 +167,20 @@ def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def test_adding_a_seed_reruns_only_that_seed(workspace):
+    ws, env, _ = workspace
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["seeds"].append(7)
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = {name.split(":")[-1] for name in json.loads(_run(["dvc", "status", "--json"], ws, env).stdout)}
+    params["seeds"].pop()
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert {name for name in changed if name.startswith(("sft@", "evaluate_sft@"))} == {"sft@7", "evaluate_sft@7"}
+    assert all(name.split("@")[1].startswith("7") for name in changed if "-from" in name)
+    assert len([name for name in changed if "-from" in name]) == K * (5 * 2 + 4)
+    assert {name for name in changed if "@" not in name} == {"mtbench", "leaderboard", "report"}
+
+
 def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_path):
     ws, env, _ = workspace
     bad = tmp_path / "demos.jsonl"

@@ -23,14 +23,13 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from demo2reward.artifacts import read_jsonl
 from demo2reward.params import ParamsError, parse_params
 from demo2reward.real_tasks import TLDRConfig, UltraChatConfig, tldr_prompt
-from tests.conftest import ROOT, merged_params
+from tests.conftest import ROOT, deep_merge, merged_params
 from tests.test_real_tasks import (
     cnndm_comparison,
     comparison,
     msg,
     tldr_demo,
-    ultrachat,
-    ultrafeedback,
+    ultrachat_local_copies,
     write_jsonl,
     write_parquet,
 )
@@ -79,18 +78,8 @@ def tldr_sources(root: Path) -> dict[str, str]:
 
 
 def ultrachat_sources(root: Path) -> dict[str, str]:
-    import datasets
-
     root.mkdir(parents=True, exist_ok=True)
-    demos = root / "ultrachat_200k"
-    datasets.DatasetDict(
-        {
-            "train_sft": datasets.Dataset.from_list([ultrachat(i) for i in range(24)]),
-            "test_sft": datasets.Dataset.from_list([ultrachat(100 + i) for i in range(8)]),
-        }
-    ).save_to_disk(str(demos))
-    prefs = [ultrafeedback(f"pref prompt {i}", i) for i in range(10)]
-    return {"demos_path": str(demos), "prefs_path": write_parquet(root / "test_prefs.parquet", prefs)}
+    return ultrachat_local_copies(root, n_train=24, n_test=8, n_prefs=10)
 
 
 def real_params(task: str, sources: dict[str, str], base: Path, judge: Path) -> dict:
@@ -104,26 +93,9 @@ def real_params(task: str, sources: dict[str, str], base: Path, judge: Path) -> 
         "policy": {"max_new_tokens": 8},
         "spin": {"max_new_tokens": 8},
     }
-    params = merged_params_from(params, overrides)
-    # One seed, one iteration and the plain IRL track are enough here (keys of the pipeline's matrix, if present).
-    if "seeds" in params:
-        params["seeds"] = [0]
-    if "irl_tracks" in params:
-        params["irl_tracks"] = ["irl"]
-    if isinstance(params.get("iterations"), list):
-        params["iterations"] = params["iterations"][:1]
-    elif isinstance(params.get("iterations"), dict):
-        params["iterations"] = {"1": {"prev": 0}}
-    return params
-
-
-def merged_params_from(base: dict, overrides: dict) -> dict:
-    for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            merged_params_from(base[k], v)
-        else:
-            base[k] = v
-    return base
+    # One seed, the plain IRL track and one iteration are enough here.
+    overrides |= {"seeds": [0], "irl_tracks": ["irl"], "iterations": [{"k": 1, "prev": 0}]}
+    return deep_merge(params, overrides)
 
 
 def _env() -> dict[str, str]:
@@ -217,11 +189,11 @@ def test_real_task_params_are_checked_before_compute():
         ({"policy": {"lora": {"enabled": True}, "kl_reference": "sft"}}, "policy.lora"),
     ]
     for overrides, says in cases:
-        raw = merged_params_from(defaults(), overrides)
+        raw = deep_merge(defaults(), overrides)
         with pytest.raises(ParamsError) as err:
             parse_params(raw)
         assert says in str(err.value), (overrides, str(err.value))
-    ok = parse_params(merged_params_from(defaults(), {"task": {"name": "tldr"}, **base}))
+    ok = parse_params(deep_merge(defaults(), {"task": {"name": "tldr"}, **base}))
     assert ok.task.tldr.demos_path is None and ok.model.trust_remote_code is False
 
 
@@ -293,7 +265,7 @@ def _prepare(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
 
 def _tldr_prepare_params(tmp_path: Path, sources: dict, model: str) -> dict:
     raw = defaults()
-    return merged_params_from(
+    return deep_merge(
         raw,
         {
             "task": {"name": "tldr", "tldr": sources},

@@ -135,17 +135,22 @@ def tldr_files(tmp_path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def ultrachat_files(tmp_path) -> dict[str, str]:
-    demos = tmp_path / "ultrachat_200k"
+def ultrachat_local_copies(root: Path, n_train: int, n_test: int, n_prefs: int) -> dict[str, str]:
+    """ultrachat_200k as a save_to_disk DatasetDict and ultrafeedback_binarized test_prefs as parquet."""
+    demos = root / "ultrachat_200k"
     datasets.DatasetDict(
         {
-            "train_sft": datasets.Dataset.from_list([ultrachat(i) for i in range(5)]),
-            "test_sft": datasets.Dataset.from_list([ultrachat(100 + i) for i in range(3)]),
+            "train_sft": datasets.Dataset.from_list([ultrachat(i) for i in range(n_train)]),
+            "test_sft": datasets.Dataset.from_list([ultrachat(100 + i) for i in range(n_test)]),
         }
     ).save_to_disk(str(demos))
-    prefs = [ultrafeedback(f"pref prompt {i}", i) for i in range(3)]
-    return {"demos_path": str(demos), "prefs_path": write_parquet(tmp_path / "test_prefs.parquet", prefs)}
+    prefs = [ultrafeedback(f"pref prompt {i}", i) for i in range(n_prefs)]
+    return {"demos_path": str(demos), "prefs_path": write_parquet(root / "test_prefs.parquet", prefs)}
+
+
+@pytest.fixture
+def ultrachat_files(tmp_path) -> dict[str, str]:
+    return ultrachat_local_copies(tmp_path, n_train=5, n_test=3, n_prefs=3)
 
 
 # ------------------------------------------------------------------------------------------------------ TL;DR
