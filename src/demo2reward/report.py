@@ -317,6 +317,13 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
+def _iteration_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("iteration k (0 = SFT)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_curves(agg: Aggregated, path: Path) -> None:
     """Seed mean per iteration with its 95% CI band, one line per track."""
     plt = _pyplot()
@@ -332,7 +339,7 @@ def plot_curves(agg: Aggregated, path: Path) -> None:
             if all(cis):
                 ax.fill_between(ks, [c[0] for c in cis], [c[1] for c in cis], color=line.get_color(), alpha=0.15)
         ax.set_title(metric)
-        ax.set_xlabel("iteration k (0 = SFT)")
+        _iteration_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     _save(fig, path)
@@ -371,7 +378,7 @@ def plot_guards(trajectories: list[dict], path: Path, metric: str = "true_reward
             rejected = [k for k, ok in r["gate"] if not ok]
             ax.plot(rejected, [r["curve"][k] for k in rejected], "x", color=line.get_color(), markersize=11)
         ax.set_title(LABELS[track])
-        ax.set_xlabel("iteration k (0 = SFT)")
+        _iteration_axis(ax)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{metric} (greedy)")
     axes[0][0].legend(fontsize=8)
