@@ -296,8 +296,9 @@ def curves(agg: Aggregated) -> dict[str, list[dict]]:
         if track not in agg:
             continue
         points = {**({0: agg["sft"][0]} if "sft" in agg else {}), **agg[track]}
-        keys = (*CURVES, "proxy_reward_mean")
-        out[track] = [{"iteration": k, **{c: points[k][c] for c in keys if c in points[k]}} for k in sorted(points)]
+        # Every record gets the same fields: `dvc plots` drops a file whose records differ.
+        keys = [c for c in CURVES if all(c in m for m in points.values())]
+        out[track] = [{"iteration": k, **{c: points[k][c] for c in keys}} for k in sorted(points)]
     return out
 
 
