@@ -50,8 +50,9 @@ from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
 from demo2reward.params import Params, PolicyParams, RewardParams, SFTParams, load_params
 from demo2reward.policy import update_policy
 from demo2reward.reward import fit_reward_model
+from demo2reward.stage import set_threads_and_seed
 from demo2reward.supervised import train_language_model
-from demo2reward.training import set_threads, trainer_kwargs
+from demo2reward.training import trainer_kwargs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SFT_POLICY, PAIRS = "models/seed_0/iter_0/policy", "data/seed_0/iter_1/irl/pairs.jsonl"
@@ -364,7 +365,7 @@ def main() -> None:
 
     ws = args.workspace.resolve()
     params = load_params(ws / "params.yaml")
-    set_threads(2)
+    set_threads_and_seed(2, params.seed)
 
     results: dict = {}
     if not args.skip_trainers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -329,7 +329,8 @@ class Iteration(Section):
     prev: int = Field(ge=0, description="The iteration it starts from, k-1 (0 = SFT); DVC templates cannot subtract.")
 
 
-IRL_TRACKS = ("irl", "irl_guarded")
+IRLTrack = Literal["irl", "irl_guarded"]
+IRL_TRACKS: tuple[str, ...] = get_args(IRLTrack)
 
 
 class Params(Section):
@@ -339,7 +340,7 @@ class Params(Section):
         min_length=1,
         description="Training seeds (DVC matrix axis): SFT, RMs, policies, SPIN and sampling repeat per seed.",
     )
-    irl_tracks: list[Literal["irl", "irl_guarded"]] = Field(
+    irl_tracks: list[IRLTrack] = Field(
         default_factory=lambda: list(IRL_TRACKS),
         min_length=1,
         description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper) and with policy.guards.",

@@ -268,9 +268,9 @@ def guard_trajectories(evals: Evaluations, answers, train_dir: str | Path | None
             helps = paired_difference(answers, evals, (track, peak), ("sft", 0), metric, [seed])
             drop = paired_difference(answers, evals, (track, K), (track, peak), metric, [seed]) if peak != K else None
             gate = []
-            for k in sorted(by_k):
-                path = Path(train_dir or "") / f"seed_{seed}" / f"policy_{track}_{k}.json"
-                if train_dir and path.exists() and "gate_accepted" in (g := read_json(path)):
+            for k in sorted(by_k) if train_dir else ():
+                path = Path(train_dir) / f"seed_{seed}" / f"policy_{track}_{k}.json"
+                if path.exists() and "gate_accepted" in (g := read_json(path)):
                     gate.append((k, bool(g["gate_accepted"])))
             helped = helps is not None and helps["ci"][0] > 0
             collapsed = drop is not None and drop["ci"][1] < 0

@@ -17,7 +17,7 @@ class StageError(RuntimeError):
     """A stage cannot run with what it was given (missing input, unreachable service, ...)."""
 
 
-def _threads_and_seed(threads: int, seed: int) -> None:
+def set_threads_and_seed(threads: int, seed: int) -> None:
     """What transformers.set_seed does, without its import chain (peft, torch.distributed: ~5 s per stage)."""
     import numpy as np
 
@@ -51,7 +51,7 @@ def stage(
     if seed is not None and seed not in params.seeds:
         sys.exit(f"{name}: seed {seed} is not in params seeds {params.seeds}")
     seed = params.seed if seed is None else seed
-    _threads_and_seed(params.threads, seed)
+    set_threads_and_seed(params.threads, seed)
     logged = {s: getattr(params, s).model_dump(mode="json") for s in sections}
     logged["seed"] = seed
     try:

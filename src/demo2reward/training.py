@@ -6,16 +6,10 @@ decides instead, so the same stage runs on a laptop and on a GPU box.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import torch
-
-
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def merge_lora(trainer):
