@@ -13,7 +13,7 @@ The bare side of a pair runs first, so a one-time cost (lazy imports, allocator 
 it; an untimed warm-up run pays that first unless `--no-warmup`.
 
 Inputs are the outputs of `dvc repro pairs@0-irl-from0` in `--workspace`:
-data/task/*.jsonl, models/pretrain, models/seed_0/iter_0/policy, data/seed_0/iter_1/irl/pairs.jsonl.
+data/task/*.jsonl, models/pretrain, models/seed_0/sft/policy, data/seed_0/irl/iter_1/pairs.jsonl.
 The policy bench uses the reward model that the reward bench just fitted.
 
 Results are merged into <workspace>/metrics/bench.json (keys `trainer_overhead`, `noop_repro_s`, `judge` and
@@ -45,17 +45,17 @@ from pathlib import Path
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer, RLOOConfig, RLOOTrainer, SFTConfig, SFTTrainer
 
-from demo2reward.artifacts import read_json, read_jsonl, write_json
-from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
-from demo2reward.params import Params, PolicyParams, RewardParams, SFTParams, load_params
-from demo2reward.policy import update_policy
-from demo2reward.reward import fit_reward_model
-from demo2reward.stage import set_threads_and_seed
-from demo2reward.supervised import train_language_model
-from demo2reward.training import trainer_kwargs
+from demo2reward.core.artifacts import read_json, read_jsonl, write_json
+from demo2reward.core.params import Params, PolicyParams, RewardParams, SFTParams, load_params
+from demo2reward.core.stage import set_threads_and_seed
+from demo2reward.loop.reward import fit_reward_model
+from demo2reward.loop.rl import update_policy
+from demo2reward.loop.sft import train_language_model
+from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
+from demo2reward.models.training import trainer_kwargs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SFT_POLICY, PAIRS = "models/seed_0/iter_0/policy", "data/seed_0/iter_1/irl/pairs.jsonl"
+SFT_POLICY, PAIRS = "models/seed_0/sft/policy", "data/seed_0/irl/iter_1/pairs.jsonl"
 REQUIRED_INPUTS = ("data/task/train.jsonl", "models/pretrain", SFT_POLICY, PAIRS)
 
 
@@ -311,7 +311,7 @@ def bench_judge(pairs: int = 500) -> dict:
     (concurrency, cache, parsing), not a model.
     """
     sys.path.insert(0, str(REPO_ROOT))
-    from demo2reward.judge import JudgeConfig, PairwiseJudge
+    from demo2reward.evaluation.judge import JudgeConfig, PairwiseJudge
     from tests.test_judge import KEY_ENV, MODEL, SECRET, running_server
 
     os.environ[KEY_ENV] = SECRET

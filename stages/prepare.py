@@ -3,9 +3,7 @@
 import argparse
 from pathlib import Path
 
-from demo2reward.artifacts import write_json
-from demo2reward.preparation import prepare
-from demo2reward.stage import stage
+from demo2reward.core.stage import stage
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--data", type=Path, required=True, help="task data folder to write")
@@ -14,6 +12,6 @@ ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
 with stage("prepare", ("task", "model")) as (params, run):
-    counts = prepare(params, args.data, args.model)
-    write_json(args.metrics, counts)
-    run.log_metrics(counts)
+    from demo2reward.tasks.prepare import prepare
+
+    run.record(prepare(params, args.data, args.model), args.metrics)

@@ -3,8 +3,7 @@
 import argparse
 from pathlib import Path
 
-from demo2reward.report import CURVES, final_k, write_report
-from demo2reward.stage import stage
+from demo2reward.core.stage import stage
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--evals", type=Path, required=True, help="metrics/eval (seed_S/*.json)")
@@ -15,15 +14,12 @@ ap.add_argument("--leaderboard", type=Path, help="metrics/leaderboard.json, like
 ap.add_argument("--out", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("report", ()) as (params, run):
+with stage("report", (), torch=False) as (params, run):
+    from demo2reward.evaluation.report import write_report
+    from demo2reward.tracking import mirror_report
+
     summary, agg = write_report(
-        args.evals, args.out, args.answers, args.mtbench, args.leaderboard, args.train, seeds=params.seeds, max_k=params.K
-    )
-    run.log_metrics(summary)
-    # Seed-mean curves on the parent run (IRL's unprefixed), so the MLflow UI compares experiments by them.
-    for track, by_k in agg.items():
-        for k, m in by_k.items():
-            means = {c: m[c] for c in (*CURVES, "kl_to_sft", "proxy_reward_mean") if c in m}
-            run.log_pipeline_metrics(means, step=k, prefix="" if track in ("sft", "irl") else f"{track}/")
-    run.log_pipeline_metrics(summary, step=final_k(agg, "irl") or 0, prefix="summary/")
-    run.finish_pipeline()
+        args.evals, args.out, args.answers, args.mtbench, args.leaderboard, args.train,
+        seeds=params.seeds, tracks=("sft", *params.irl_tracks, "spin", "oracle"), max_k=params.K,
+    )  # fmt: skip
+    mirror_report(run, summary, agg)

@@ -1,6 +1,6 @@
 import pytest
 
-from demo2reward.artifacts import DataFileError, atomic_dir, read_jsonl, write_jsonl
+from demo2reward.core.artifacts import DataFileError, atomic_dir, read_jsonl, write_jsonl
 
 
 def test_malformed_line_names_file_and_line(tmp_path):

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from demo2reward.artifacts import read_jsonl
-from demo2reward.evaluation import build_judge, evaluate_policy
-from demo2reward.judge import JudgeError
-from demo2reward.params import EvaluateParams, LLMJudgeParams, TaskParams
-from demo2reward.task import Oracle, build_task
+from demo2reward.core.artifacts import read_jsonl
+from demo2reward.core.params import EvaluateParams, LLMJudgeParams, TaskParams
+from demo2reward.evaluation.judge import JudgeError
+from demo2reward.evaluation.metrics import build_judge, evaluate_policy
+from demo2reward.tasks.synthetic import Oracle, build_task
 from tests.test_guards import _save_rm
 from tests.test_judge import KEY_ENV, MODEL, SECRET, server  # noqa: F401 - the fixture
 from tests.test_policy import _save

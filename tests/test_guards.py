@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from demo2reward.guards import MinOverRewardModels, acceptance_gate
-from demo2reward.modeling import build_causal_lm, load_reward_model, train_tokenizer
-from demo2reward.params import ModelParams
-from demo2reward.task import FILLERS, WORDS
+from demo2reward.core.params import ModelParams
+from demo2reward.loop.guards import MinOverRewardModels, acceptance_gate
+from demo2reward.models.modeling import build_causal_lm, load_reward_model, train_tokenizer
+from demo2reward.tasks.synthetic import FILLERS, WORDS
 
 TINY = ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from demo2reward.judge import (
+from demo2reward.evaluation.judge import (
     PAIRWISE_TEMPLATE_NAME,
     CachedChat,
     ChatRequest,
@@ -305,7 +305,7 @@ def test_rerun_is_served_from_cache(server, config, monkeypatch):
 
 _CHILD = """
 import json, sys
-from demo2reward.judge import JudgeConfig, PairwiseJudge
+from demo2reward.evaluation.judge import JudgeConfig, PairwiseJudge
 cfg, pairs = json.load(open(sys.argv[1]))
 PairwiseJudge(JudgeConfig(**cfg)).win_rates(*pairs)
 """

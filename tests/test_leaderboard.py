@@ -8,8 +8,8 @@ import datasets.config
 import huggingface_hub.constants
 import pytest
 
-from demo2reward import leaderboard
-from demo2reward.leaderboard import LEADERBOARD_V1, DatasetUnavailableError, run_leaderboard
+from demo2reward.evaluation import leaderboard
+from demo2reward.evaluation.leaderboard import LEADERBOARD_V1, DatasetUnavailableError, run_leaderboard
 from tests.test_policy import _save
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lm_eval"

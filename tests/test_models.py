@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from demo2reward.evaluation import sequence_logprobs
-from demo2reward.modeling import build_causal_lm, load_reward_model, load_tokenizer, train_tokenizer
-from demo2reward.params import ModelParams, RewardParams
-from demo2reward.reward import fit_reward_model, preference_accuracy
-from demo2reward.task import FILLERS, WORDS
+from demo2reward.core.params import ModelParams, RewardParams
+from demo2reward.loop.reward import fit_reward_model, preference_accuracy
+from demo2reward.models.generation import sequence_logprobs
+from demo2reward.models.modeling import build_causal_lm, load_reward_model, load_tokenizer, train_tokenizer
+from demo2reward.tasks.synthetic import FILLERS, WORDS
 
 TINY = ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 
@@ -61,7 +61,7 @@ def test_reward_model_fitted_on_separable_pairs_beats_chance(tiny_model_dir, tmp
 def test_sequence_logprobs_do_not_depend_on_padding(tiny_model_dir):
     tok = load_tokenizer(tiny_model_dir)
     model = torch.nn.Module()
-    from demo2reward.modeling import load_policy
+    from demo2reward.models.modeling import load_policy
 
     model = load_policy(tiny_model_dir)
     prompts = [_conv("user", "cat"), _conv("user", "cat dog sun tree car book")]

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from demo2reward import mtbench
-from demo2reward.judge import JudgeConfig, JudgeError
-from demo2reward.modeling import load_policy, load_tokenizer
-from demo2reward.mtbench import (
+from demo2reward.evaluation import mtbench
+from demo2reward.evaluation.judge import JudgeConfig, JudgeError
+from demo2reward.evaluation.mtbench import (
     JUDGE_PROMPTS_FILE,
     QUESTION_FILE,
     REFERENCE_FILE,
@@ -37,6 +36,7 @@ from demo2reward.mtbench import (
     run_mtbench,
     score_mtbench,
 )
+from demo2reward.models.modeling import load_policy, load_tokenizer
 from tests.test_judge import KEY_ENV, FakeOpenAI, judge_config_for, running_server
 from tests.test_policy import _save
 
@@ -283,7 +283,7 @@ def test_evaluate_keeps_answers_and_judgments(server, config, data_dir, policies
 
 
 def test_turn_two_continues_the_policys_own_conversation(policies):
-    from demo2reward.rollout import generate
+    from demo2reward.models.generation import generate
 
     model, tok = load_policy(policies["a"]), load_tokenizer(policies["a"])
     answers = generate_answers(model, tok, QUESTIONS[:2], max_new_tokens=5, batch_size=1)

@@ -1,4 +1,4 @@
-from demo2reward.pairs import build_pairs, pool_pairs
+from demo2reward.loop.pairs import build_pairs, pool_pairs
 
 
 def _row(demo, sample):

@@ -1,6 +1,6 @@
 import pytest
 
-from demo2reward.params import ParamsError, load_params, parse_params
+from demo2reward.core.params import ParamsError, load_params, parse_params
 from tests.conftest import ROOT, merged_params
 
 
@@ -18,7 +18,7 @@ def test_repository_params_are_valid():
         ({"policy": {"betta": 0.1}}, "policy.betta", "unknown key"),
         ({"surprise": 1}, "surprise", "unknown key"),
         ({"iterations": []}, "iterations", "at least 1"),
-        ({"iterations": [{"k": 1, "prev": 0}, {"k": 3, "prev": 2}]}, "iterations", "item 2"),
+        ({"iterations": [{"k": 1, "prev": "../sft"}, {"k": 3, "prev": "iter_2"}]}, "iterations", "item 2"),
         ({"iterations": [{"k": 1}]}, "iterations.0.prev", "required"),
         ({"seeds": []}, "seeds", "at least 1"),
         ({"seeds": [0, 0]}, "seeds", "duplicates"),

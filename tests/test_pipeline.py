@@ -78,7 +78,7 @@ def test_every_metrics_file_is_written(workspace):
                 assert pairs["pairs"] + pairs["identical_dropped"] == pairs["rollouts"] > 0
                 pools.append(pairs["pool"])
             assert pools[1] > pools[0]  # pairs accumulate by default
-            assert (ws / f"models/seed_{seed}/iter_{K}/{track}/policy/config.json").exists()  # save_pretrained layout
+            assert (ws / f"models/seed_{seed}/{track}/iter_{K}/policy/config.json").exists()  # save_pretrained layout
         gate = json.loads((ws / f"metrics/train/seed_{seed}/policy_irl_guarded_2.json").read_text())
         assert gate["gate_accepted"] in (0.0, 1.0)
     # The two seeds are different runs, not copies.
@@ -119,21 +119,21 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
     assert {
         "prepare",
         "pretrain",
-        "sft@s1",
-        "rollout@s0-irl-k1",
-        "pairs@s1-irl_guarded-k2",
-        "reward@s0-irl-k2",
-        "policy@s1-irl_guarded-k2",
-        "oracle@s0-oracle-k2",
-        "spin@s1-k2",
-        "evaluate@s1-spin-k2",
+        "sft@1",
+        "rollout@0-irl-from0",
+        "pairs@1-irl_guarded-from1",
+        "reward@0-irl-from1",
+        "policy@1-irl_guarded-from1",
+        "oracle@0-from1",
+        "spin@1-from1",
+        "evaluate_baselines@1-spin-from1",
         "report",
     } <= stages
     steps = [m.step for m in client.get_metric_history(parent.info.run_id, "win_rate_vs_demos")]
     assert sorted(steps) == [0, 1, 2]  # seed means: SFT at 0, then IRL per iteration
     gate = [m.step for m in client.get_metric_history(parent.info.run_id, "irl_guarded/seed_1/gate_accepted")]
     assert sorted(gate) == [1, 2]
-    rm = next(r for r in runs if r.info.run_name == "reward@s0-irl-k1")
+    rm = next(r for r in runs if r.info.run_name == "reward@0-irl-from0")
     assert {"train_loss", "val_accuracy", "val_loss"} <= set(rm.data.metrics)
     assert rm.data.params["reward.init"] == "sft" and rm.data.params["seed"] == "0"
 
@@ -143,14 +143,15 @@ def test_noop_repro_and_dvc_tooling(workspace):
     assert "up to date" in _run(["dvc", "status"], ws, env).stdout
     dag = _run(["dvc", "dag", "--md"], ws, env).stdout
     assert "policy@1-irl_guarded-from1" in dag and "rollout@0-irl-from0" in dag
+    # Only the headline summary is a DVC metric, so `dvc metrics show` and `dvc exp show` stay readable.
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], ws, env).stdout)
-    assert "metrics/eval/seed_1/irl_2.json" in json.dumps(shown)
+    assert list(shown[""]["data"]) == ["metrics/summary.json"]
 
 
 def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     ws, env, _ = workspace
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["iterations"].append({"k": 3, "prev": 2})
+    params["iterations"].append({"k": 3, "prev": "iter_2"})
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run(["dvc", "status", "--json"], ws, env).stdout))
     # mtbench and leaderboard grade the final iterate, and the report reads iterations 1..K, so a new K
@@ -161,8 +162,9 @@ def test_adding_an_iteration_reruns_only_that_iteration(workspace):
         for s in SEEDS
         for t in TRACKS[:2]
     ]
-    others = [f"{stage}@{s}-from2" for stage in ("oracle", "evaluate_oracle", "spin", "evaluate_spin") for s in SEEDS]
-    assert {name.split(":")[-1] for name in changed} == {*irl, *others, "mtbench", "leaderboard", "report"}
+    others = [f"{stage}@{s}-from2" for stage in ("oracle", "spin") for s in SEEDS]
+    others += [f"evaluate_baselines@{s}-{t}-from2" for s in SEEDS for t in ("spin", "oracle")]
+    assert {name.split(":")[-1] for name in changed} == {*irl, *others, "check_params", "mtbench", "leaderboard", "report"}
     params["iterations"].pop()
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -178,7 +180,64 @@ def test_adding_a_seed_reruns_only_that_seed(workspace):
     assert {name for name in changed if name.startswith(("sft@", "evaluate_sft@"))} == {"sft@7", "evaluate_sft@7"}
     assert all(name.split("@")[1].startswith("7") for name in changed if "-from" in name)
     assert len([name for name in changed if "-from" in name]) == K * (5 * 2 + 4)
-    assert {name for name in changed if "@" not in name} == {"mtbench", "leaderboard", "report"}
+    assert {name for name in changed if "@" not in name} == {"check_params", "mtbench", "leaderboard", "report"}
+
+
+def _would_run(ws, env, params_change=None, file_change=None) -> set[str]:
+    """The stages `dvc repro` would run after an edit (downstream ones included), the edit undone after."""
+    saved = {}
+    if params_change:
+        saved["params.yaml"] = (ws / "params.yaml").read_text()
+        params = yaml.safe_load(saved["params.yaml"])
+        params_change(params)
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if file_change:
+        path, old, new = file_change
+        saved[path] = (ws / path).read_text()
+        assert old in saved[path]
+        (ws / path).write_text(saved[path].replace(old, new, 1))
+    try:
+        changed = {name.split(":")[-1] for name in json.loads(_run(["dvc", "status", "--json"], ws, env).stdout)}
+    finally:
+        for path, text in saved.items():
+            (ws / path).write_text(text)
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(ws)) as repo:  # DVC's graph points from a stage to the stages it depends on
+        graph = repo.index.graph
+        by_name = {st.addressing: st for st in graph}
+        return changed | {d.addressing for name in changed for d in nx.ancestors(graph, by_name[name])}
+
+
+def test_a_spin_ablation_reruns_only_spin(workspace):
+    ws, env, _ = workspace
+    rerun = _would_run(ws, env, params_change=lambda p: p["spin"].update(beta=0.5))
+    spin = {f"spin@{s}-from{j}" for s in SEEDS for j in range(K)}
+    spin |= {f"evaluate_baselines@{s}-spin-from{j}" for s in SEEDS for j in range(K)}
+    # check_params validates every edit; the benchmarks read the whole models/ folder (and are off by default).
+    assert rerun == spin | {"check_params", "mtbench", "leaderboard", "report"}
+
+
+def test_an_irl_only_knob_reruns_no_baseline(workspace):
+    ws, env, _ = workspace
+    rerun = _would_run(ws, env, params_change=lambda p: p["reward"].update(learning_rate=0.002))
+    assert {f"reward@{s}-{t}-from0" for s in SEEDS for t in TRACKS[:2]} <= rerun
+    assert not {name for name in rerun if name.startswith(("spin@", "oracle@", "evaluate_baselines@", "sft@", "rollout@0"))}
+
+
+def test_editing_the_rl_update_marks_every_policy_stage_and_nothing_upstream(workspace):
+    ws, env, _ = workspace
+    path = "src/demo2reward/loop/rl.py"
+    text = (ws / path).read_text()
+    (ws / path).write_text(text.replace("    tokenizer = load_tokenizer(start)\n", "    tokenizer = load_tokenizer(start)  # edited\n", 1))
+    try:
+        changed = {name.split(":")[-1] for name in json.loads(_run(["dvc", "status", "--json"], ws, env).stdout)}
+    finally:
+        (ws / path).write_text(text)
+    policy = {f"policy@{s}-{t}-from{j}" for s in SEEDS for t in TRACKS[:2] for j in range(K)}
+    oracle = {f"oracle@{s}-from{j}" for s in SEEDS for j in range(K)}  # the same RL update, on r*
+    assert changed == policy | oracle
 
 
 def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_path):
@@ -219,7 +278,7 @@ def test_invalid_params_stop_before_any_compute(workspace, tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
     code = (
-        "import sys; sys.argv=['x']; from demo2reward.stage import stage\n"
+        "import sys; sys.argv=['x']; from demo2reward.core.stage import stage\n"
         f"with stage('sft', (), params_path={str(bad)!r}): print('computed')"
     )
     proc = _run([sys.executable, "-c", code], ws, env, check=False)
@@ -329,8 +388,7 @@ def test_queued_experiments_keep_their_mlflow_runs(workspace):
     exp = client.get_experiment_by_name("demo2reward")
     for name in names:
         found = client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`demo2reward.pipeline` = '{name}' AND tags.`demo2reward.role` = 'pipeline'",
+            [exp.experiment_id], filter_string=f"attributes.run_name = '{name}' AND tags.`demo2reward.role` = 'pipeline'"
         )
         assert len(found) == 1, name
         children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{found[0].info.run_id}'")

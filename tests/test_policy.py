@@ -1,15 +1,18 @@
 """The policy update at micro sizes: every optimiser runs, and the KL reference is the one asked for."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from datasets import Dataset
 
-from demo2reward.modeling import build_causal_lm, load_policy, load_tokenizer, train_tokenizer
-from demo2reward.params import ModelParams, PolicyParams
-from demo2reward.policy import _trainer, oracle_reward_func, update_policy
-from demo2reward.task import FILLERS, WORDS, Oracle, World
-from demo2reward.training import trainer_kwargs
+from demo2reward.core.params import ModelParams, PolicyParams
+from demo2reward.loop.oracle import oracle_reward_func
+from demo2reward.loop.rl import _trainer, update_policy
+from demo2reward.models.modeling import build_causal_lm, load_policy, load_tokenizer, train_tokenizer
+from demo2reward.models.training import trainer_kwargs
+from demo2reward.tasks.synthetic import FILLERS, WORDS, Oracle, World
 
 TINY = ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 WORLD = World(WORDS[:8], tuple(np.linspace(0.2, 1.0, 8)), summary_size=2)
@@ -67,23 +70,28 @@ def test_kl_reference_is_the_requested_model(models, tmp_path, optimizer, refere
     assert torch.equal(got[key].cpu(), expected[key])
 
 
-def test_start_and_reference_follow_the_track(tmp_path):
-    from demo2reward.policy import start_and_reference
+def test_iterates_chain_per_track_from_sft():
+    from demo2reward.core import iterates
 
-    sft, it1 = tmp_path / "iter_0" / "policy", tmp_path / "iter_1"
-    (it1 / "irl" / "policy").mkdir(parents=True)
-    assert start_and_reference("previous", sft, tmp_path / "iter_0" / "irl", 1) == (sft, sft)  # k = 1 starts at SFT
-    assert start_and_reference("previous", sft, it1 / "irl", 2) == (it1 / "irl" / "policy",) * 2
-    assert start_and_reference("sft", sft, it1 / "irl", 2) == (it1 / "irl" / "policy", sft)
+    seed = Path("models/seed_0")
+    sft = seed / "sft" / "policy"
+    first = seed / "irl" / "../sft"  # `prev` of k = 1, as dvc.yaml writes it
+    assert iterates.start_and_reference("previous", sft, first) == (sft, sft)  # k = 1 starts at SFT
+    it1 = seed / "irl" / "iter_1"
+    assert iterates.start_and_reference("previous", sft, it1) == (it1 / "policy",) * 2
+    assert iterates.start_and_reference("sft", sft, it1) == (it1 / "policy", sft)
+    assert iterates.earlier_reward_models(seed / "irl_guarded" / "iter_3", 3) == [
+        seed / "irl_guarded" / f"iter_{j}" / "reward" for j in (1, 2)
+    ]
 
 
-def test_reward_model_init_is_sft_or_warm(tmp_path):
-    from demo2reward.reward import reward_init
+def test_reward_model_init_is_sft_or_warm():
+    from demo2reward.loop.reward import reward_init
 
-    sft, it1 = tmp_path / "sft", tmp_path / "iter_1" / "irl"
-    assert reward_init("sft", sft, it1, 2) == sft
-    assert reward_init("warm", sft, it1, 2) == it1 / "reward"
-    assert reward_init("warm", sft, tmp_path / "iter_0" / "irl", 1) == sft  # nothing to warm-start from at k = 1
+    sft, it1 = Path("models/seed_0/sft/policy"), Path("models/seed_0/irl/iter_1")
+    assert reward_init("sft", 2, it1, sft) == sft
+    assert reward_init("warm", 2, it1, sft) == it1 / "reward"
+    assert reward_init("warm", 1, Path("models/seed_0/irl/../sft"), sft) == sft  # nothing to warm-start from at k = 1
 
 
 def test_learned_reward_model_enters_through_reward_funcs(models, tmp_path):

@@ -20,9 +20,9 @@ import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from demo2reward.artifacts import read_jsonl
-from demo2reward.params import ParamsError, parse_params
-from demo2reward.real_tasks import TLDRConfig, UltraChatConfig, tldr_prompt
+from demo2reward.core.artifacts import read_jsonl
+from demo2reward.core.params import ParamsError, parse_params
+from demo2reward.tasks.real import TLDRConfig, UltraChatConfig, tldr_prompt
 from tests.conftest import ROOT, deep_merge, merged_params
 from tests.test_real_tasks import (
     cnndm_comparison,
@@ -94,7 +94,7 @@ def real_params(task: str, sources: dict[str, str], base: Path, judge: Path) -> 
         "spin": {"max_new_tokens": 8},
     }
     # One seed, the plain IRL track and one iteration are enough here.
-    overrides |= {"seeds": [0], "irl_tracks": ["irl"], "iterations": [{"k": 1, "prev": 0}]}
+    overrides |= {"seeds": [0], "irl_tracks": ["irl"], "iterations": [{"k": 1, "prev": "../sft"}]}
     return deep_merge(params, overrides)
 
 
@@ -152,7 +152,7 @@ def _check_real_run(ws: Path) -> dict[str, dict]:
         assert not {"true_reward_mean", "win_rate_vs_demos", "reward_accuracy_policy_pairs"} & set(m), m  # no r*
     assert "proxy_reward_mean" in evals["irl_1"]
     assert evals["oracle_1"]["skipped"] == 1.0 and "win_rate_vs_demos_rm" not in evals["oracle_1"]
-    assert (_one(ws, "models/**/iter_1/oracle/**/SKIPPED")).exists()
+    assert (_one(ws, "models/**/oracle/iter_1/**/SKIPPED")).exists()
     answers = read_jsonl(_one(ws, "data/answers/**/irl_1.jsonl"))
     assert answers and all(set(a) >= {"prompt", "demonstration", "greedy", "win_vs_demo_rm"} for a in answers)
     return evals
@@ -164,7 +164,7 @@ def _check_real_run(ws: Path) -> dict[str, dict]:
 def test_plain_chat_template_renders_the_upstream_tldr_format(tmp_path):
     from transformers import AutoTokenizer
 
-    from demo2reward.modeling import prepare_tokenizer
+    from demo2reward.models.modeling import prepare_tokenizer
 
     base = make_base(tmp_path / "base", ["SUBREDDIT: r/x\n\nTITLE: t\n\nPOST: p\n\nTL;DR: s"] * 4)
     tok = prepare_tokenizer(AutoTokenizer.from_pretrained(base))
@@ -198,7 +198,7 @@ def test_real_task_params_are_checked_before_compute():
 
 
 def defaults() -> dict:
-    from demo2reward.params import Params
+    from demo2reward.core.params import Params
 
     return Params().model_dump(mode="json")
 
@@ -206,7 +206,7 @@ def defaults() -> dict:
 def test_task_params_mirror_the_loader_configs():
     import dataclasses
 
-    from demo2reward.params import TLDRTaskParams, UltraChatTaskParams
+    from demo2reward.core.params import TLDRTaskParams, UltraChatTaskParams
 
     for section, config in ((TLDRTaskParams, TLDRConfig), (UltraChatTaskParams, UltraChatConfig)):
         assert set(section.model_fields) == {f.name for f in dataclasses.fields(config)}
@@ -215,8 +215,8 @@ def test_task_params_mirror_the_loader_configs():
 
 
 def test_trainer_settings_on_cpu_are_the_defaults():
-    from demo2reward.params import PolicyParams, SFTParams
-    from demo2reward.training import trainer_kwargs
+    from demo2reward.core.params import PolicyParams, SFTParams
+    from demo2reward.models.training import trainer_kwargs
 
     kw = trainer_kwargs("out", 0, SFTParams())
     assert kw["use_cpu"] and not kw["bf16"] and kw["activation_checkpointing"] is False
@@ -227,10 +227,10 @@ def test_trainer_settings_on_cpu_are_the_defaults():
 
 
 def test_lora_sft_and_reward_model_are_saved_merged(tmp_path):
-    from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer, write_base_pointer
-    from demo2reward.params import LoRAParams, ModelParams, RewardParams, SFTParams
-    from demo2reward.reward import fit_reward_model
-    from demo2reward.supervised import train_language_model
+    from demo2reward.core.params import LoRAParams, ModelParams, RewardParams, SFTParams
+    from demo2reward.loop.reward import fit_reward_model
+    from demo2reward.loop.sft import train_language_model
+    from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, write_base_pointer
 
     base = make_base(tmp_path / "base", [f"question {i} answer {i}" for i in range(20)], ZEPHYR_LIKE_TEMPLATE)
     pointer = tmp_path / "pointer"
@@ -316,9 +316,9 @@ def test_tldr_runs_end_to_end_on_local_files(tmp_path):
     for p in prefs:  # the human's choice survives: comparison(i, i % 2) chose summaries[i % 2]
         i = int(p["prompt"][0]["content"].split("POST: Compared post ")[1].split("\n")[0])
         assert p["chosen"][0]["content"] == ("first" if i % 2 == 0 else "second") + f" summary {i}"
-    sft = _one(ws, "models/**/iter_0/policy")
+    sft = _one(ws, "models/**/sft/policy")
     assert (sft / "model.safetensors").exists()  # SFT is the first full model
-    from demo2reward.modeling import load_tokenizer
+    from demo2reward.models.modeling import load_tokenizer
 
     tok = load_tokenizer(sft)
     text = tok.apply_chat_template(train[0]["prompt"] + train[0]["completion"], tokenize=False)
@@ -338,4 +338,4 @@ def test_ultrachat_runs_end_to_end_on_local_files(tmp_path):
     assert all(len(r["prompt"]) == 1 and r["prompt"][0]["content"].startswith("question ") for r in train)  # first turn
     prefs = read_jsonl(ws / "data/task/heldout_prefs.jsonl")
     assert all(p["chosen"][0]["content"].startswith("good") and p["rejected"][0]["content"].startswith("bad") for p in prefs)
-    assert _one(ws, "models/**/iter_0/policy").joinpath("model.safetensors").exists()
+    assert _one(ws, "models/**/sft/policy").joinpath("model.safetensors").exists()

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from demo2reward.artifacts import read_jsonl
-from demo2reward.real_tasks import (
-    TLDR_PREFS_PREPROCESSED_ID,
+from demo2reward.core.artifacts import read_jsonl
+from demo2reward.core.params import TLDR_PREFS_PREPROCESSED_ID
+from demo2reward.tasks.real import (
     TaskDataError,
     TLDRConfig,
     UltraChatConfig,

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from demo2reward.report import bootstrap_ci, paired_difference, summarise, write_report
+from demo2reward.evaluation.report import bootstrap_ci, paired_difference, summarise, write_report
 
 BASE = dict(win_rate_vs_demos=0.2, win_rate_vs_demos_sampled=0.1, true_reward_mean=0.2, true_reward_mean_sampled=0.0)
 
@@ -101,7 +101,7 @@ def test_bootstrap_ci_known_answers():
 
 def test_paired_difference_cancels_prompt_difficulty(evals):
     d, a, _ = evals
-    from demo2reward.report import load_answers, load_evaluations
+    from demo2reward.evaluation.report import load_answers, load_evaluations
 
     ev = load_evaluations(d, [0, 1], 2)
     answers = load_answers(a, ev)

@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 
-from demo2reward.params import SpinParams
-from demo2reward.spin import spin_pairs, spin_round
+from demo2reward.core.params import SpinParams
+from demo2reward.loop.spin import spin_pairs, spin_round
 from tests.test_policy import _save
 
 

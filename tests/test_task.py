@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from demo2reward.artifacts import read_jsonl
-from demo2reward.params import TaskParams
-from demo2reward.task import Oracle, World, build_task, expert_response
+from demo2reward.core.artifacts import read_jsonl
+from demo2reward.core.params import TaskParams
+from demo2reward.tasks.synthetic import Oracle, World, build_task, expert_response
 
 WORLD = World(words=("cat", "dog", "sun", "tree", "car"), weights=(1.0, 0.5, 0.8, 0.2, 0.3), summary_size=2)
 POST = "cat dog dog dog sun tree"  # salience: dog 1.5, cat 1.0, sun 0.8, tree 0.2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from demo2reward.params import ParamsError, parse_params
+from demo2reward.core.params import ParamsError, parse_params
 
 
 def merge(base: dict, overlay: dict) -> dict:

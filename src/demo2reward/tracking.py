@@ -13,19 +13,10 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from demo2reward.core.artifacts import repo_root
+
 PIPELINE_TAG = "demo2reward.pipeline"
 ROLE_TAG = "demo2reward.role"
-
-
-def repo_root() -> Path:
-    """The DVC repository root; inside a queued `dvc exp run`, DVC_ROOT names the parent repository."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / ".dvc").is_dir() or (d / "dvc.yaml").is_file():
-            return d
-    return here
 
 
 def tracking_uri() -> str:
@@ -43,6 +34,25 @@ def _git_rev() -> str:
 def pipeline_name(params_digest: str) -> str:
     """DVC_EXP_NAME during `dvc exp run`, else the git revision plus a hash of the params."""
     return os.environ.get("DVC_EXP_NAME") or f"{_git_rev()}-{params_digest}"
+
+
+def pipeline_key() -> str:
+    """Identity of the pipeline run this stage belongs to: the `dvc` process that launched it (pid and start time).
+
+    Every stage of one `dvc repro` shares it, and a commit landing mid-run does not change it (a name built
+    from the git revision did, and split the run over two parents). Outside DVC, the stage's own process.
+    """
+    import psutil
+
+    me = psutil.Process()
+    owner = me
+    with contextlib.suppress(psutil.Error):
+        for parent in me.parents():
+            argv = parent.cmdline()[:2]
+            if any(Path(a).name == "dvc" for a in argv):
+                owner = parent
+                break
+    return f"{os.environ.get('DVC_EXP_NAME', '')}:{owner.pid}-{int(owner.create_time() * 1000)}"
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, object]:
@@ -98,21 +108,22 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    name = pipeline_name(params_digest)
+    key = pipeline_key()
     found = client.search_runs(
-        [exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{name}' AND tags.`{ROLE_TAG}` = 'pipeline'", max_results=1
+        [exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' AND tags.`{ROLE_TAG}` = 'pipeline'", max_results=1
     )
     if found:
         parent_id = found[0].info.run_id
     else:
+        name = pipeline_name(params_digest)
         parent = client.create_run(
-            exp_id, run_name=name, tags={PIPELINE_TAG: name, ROLE_TAG: "pipeline", "params_digest": params_digest}
+            exp_id, run_name=name, tags={PIPELINE_TAG: key, ROLE_TAG: "pipeline", "params_digest": params_digest}
         )
         parent_id = parent.info.run_id
     child = client.create_run(
         exp_id,
         run_name=stage,
-        tags={"mlflow.parentRunId": parent_id, PIPELINE_TAG: name, ROLE_TAG: "stage", "stage": stage},
+        tags={"mlflow.parentRunId": parent_id, PIPELINE_TAG: key, ROLE_TAG: "stage", "stage": stage},
     )
     run = StageRun(client, parent_id, child.info.run_id)
     if params:
@@ -177,3 +188,17 @@ def _show(v) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+def mirror_report(run: StageRun, summary: Mapping[str, float], agg: Mapping[str, Mapping[int, Mapping]]) -> None:
+    """The report's seed means on the pipeline run (IRL's unprefixed, SFT at step 0), so that the MLflow UI
+    compares experiments by them; then the pipeline run is finished."""
+    from demo2reward.evaluation.report import CURVES, final_k
+
+    run.log_metrics(summary)
+    for track, by_k in agg.items():
+        for k, m in by_k.items():
+            means = {c: m[c] for c in (*CURVES, "kl_to_sft", "proxy_reward_mean") if c in m}
+            run.log_pipeline_metrics(means, step=k, prefix="" if track in ("sft", "irl") else f"{track}/")
+    run.log_pipeline_metrics(summary, step=final_k(agg, "irl") or 0, prefix="summary/")
+    run.finish_pipeline()

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
-from demo2reward.reward import score
-from demo2reward.rollout import generate
-from demo2reward.task import assistant_turns
+from demo2reward.core.conversation import assistant_turns
+from demo2reward.models.generation import generate, score
+from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
 
 
 class MinOverRewardModels:

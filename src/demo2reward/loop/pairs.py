@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from demo2reward.task import response_text
+from pathlib import Path
+
+from demo2reward.core.artifacts import read_jsonl, write_jsonl
+from demo2reward.core.conversation import response_text
 
 
 def _norm(text: str) -> str:
@@ -26,3 +29,11 @@ def build_pairs(rollouts: list[dict]) -> tuple[list[dict], dict[str, int]]:
 def pool_pairs(previous: list[dict], new: list[dict], accumulate: bool) -> list[dict]:
     """The pairs the reward model trains on: all iterations' so far, or only this one's."""
     return [*previous, *new] if accumulate else list(new)
+
+
+def pair_iterate(rollouts_path: Path, previous_pool: Path, accumulate: bool, out: Path) -> dict[str, int]:
+    """Write iterate k's pair pool to `out`: its new pairs, after iterate k-1's pool when `accumulate`."""
+    new, stats = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
+    previous = read_jsonl(previous_pool, required=("prompt", "chosen", "rejected"))
+    stats["pool"] = write_jsonl(out, pool_pairs(previous, new, accumulate))
+    return stats

@@ -8,12 +8,13 @@ from pathlib import Path
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_policy, load_tokenizer, lora_config
-from demo2reward.pairs import build_pairs
-from demo2reward.params import SpinParams
-from demo2reward.rollout import rollout_rows
-from demo2reward.training import save_trained, trainer_kwargs
+from demo2reward.core import iterates
+from demo2reward.core.artifacts import atomic_dir, read_jsonl
+from demo2reward.core.params import SpinParams
+from demo2reward.loop.pairs import build_pairs
+from demo2reward.loop.rollout import rollout_rows
+from demo2reward.models.modeling import load_policy, load_tokenizer, lora_config
+from demo2reward.models.training import save_trained, trainer_kwargs
 
 
 def spin_pairs(previous: Path, demos: list[dict], p: SpinParams, seed: int) -> tuple[list[dict], dict[str, int]]:
@@ -56,3 +57,11 @@ def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path
         result = trainer.train()
         save_trained(trainer, tokenizer, tmp, like=previous)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}
+
+
+def spin_iterate(iterate: Path, previous: Path, demos_path: Path, p: SpinParams, sample_seed: int, seed: int, max_length: int):
+    """Write `iterate`/policy: one SPIN round from iterate k-1 on fresh pairs (demonstration ≻ its sample)."""
+    start = iterates.policy(previous)
+    demos = read_jsonl(demos_path, required=("prompt", "completion"))
+    pairs, stats = spin_pairs(start, demos, p, sample_seed)
+    return {**stats, **spin_round(start, pairs, p, iterates.policy(iterate), seed, max_length)}

@@ -25,8 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from demo2reward.params import LoRAParams, ModelParams
-from demo2reward.stage import StageError
+from demo2reward.core.params import LoRAParams, ModelParams
+from demo2reward.core.stage import StageError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from demo2reward.artifacts import atomic_dir, read_jsonl, write_jsonl
-from demo2reward.modeling import build_causal_lm, train_tokenizer, write_base_pointer
-from demo2reward.params import Params, TaskParams
-from demo2reward.real_tasks import TASK_CONFIGS, RealTaskConfig, load_task_rows, write_task_files
-from demo2reward.task import build_task, prompt_text, response_text
+from demo2reward.core.artifacts import atomic_dir, read_jsonl, write_jsonl
+from demo2reward.core.conversation import prompt_text, response_text
+from demo2reward.core.params import Params, TaskParams
+from demo2reward.models.modeling import build_causal_lm, train_tokenizer, write_base_pointer
+from demo2reward.tasks.real import TASK_CONFIGS, RealTaskConfig, load_task_rows, write_task_files
+from demo2reward.tasks.synthetic import build_task
 
 
 def real_task_config(task: TaskParams) -> RealTaskConfig:

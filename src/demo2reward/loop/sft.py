@@ -1,4 +1,5 @@
-"""Supervised language-model training: the `pretrain` and `sft` stages, both TRL `SFTTrainer`."""
+"""Supervised language-model training with TRL `SFTTrainer`: SFT on the demonstrations (iterate 0 of every track),
+and the embedded task's pretraining of its tiny base model."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_policy, load_tokenizer, lora_config
-from demo2reward.params import TrainParams
-from demo2reward.training import save_trained, trainer_kwargs
+from demo2reward.core.artifacts import atomic_dir, read_jsonl, write_jsonl
+from demo2reward.core.params import PretrainParams, SFTParams, TrainParams
+from demo2reward.models.modeling import load_policy, load_tokenizer, lora_config
+from demo2reward.models.training import save_trained, trainer_kwargs
 
 
 def pass_through(init: str | Path, out: str | Path) -> dict[str, float]:
@@ -59,3 +60,23 @@ def train_language_model(
         result = trainer.train()
         save_trained(trainer, tokenizer, tmp, like=init)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}
+
+
+def pretrain(init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: int, max_length: int) -> dict[str, float]:
+    """Give the embedded task's base model the habits of its unlabelled corpus (prompts included in the loss).
+
+    A real task writes an empty corpus: its base is already pretrained, so `init` (a base pointer of a few MB,
+    not the weights) passes through unchanged.
+    """
+    rows = read_jsonl(corpus_path, required=("prompt", "completion"))
+    if not rows:
+        return pass_through(init, out)
+    return train_language_model(init, rows, p, out, seed, max_length, completion_only=False)
+
+
+def sft(init: Path, demos_path: Path, p: SFTParams, out: Path, pool: Path, seed: int, max_length: int) -> dict[str, float]:
+    """Write iterate 0: the SFT policy (`out`) and its pair pool, empty (`pool`), which iteration 1 extends."""
+    rows = read_jsonl(demos_path, required=("prompt", "completion"))
+    metrics = train_language_model(init, rows, p, out, seed, max_length)
+    write_jsonl(pool, [])
+    return metrics

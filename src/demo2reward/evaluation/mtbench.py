@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo2reward.judge import UNPARSED_RATING, ChatRequest, JudgeConfig, SingleAnswerGrader
+from demo2reward.evaluation.judge import UNPARSED_RATING, ChatRequest, JudgeConfig, SingleAnswerGrader
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def generate_answers(
     cache, reproducible, at the cost of a little on the creative categories. `demo2reward.rollout.generate`
     collapses whitespace runs in its outputs, so multi-line answers (code, lists) reach the judge on one line.
     """
-    from demo2reward.rollout import generate
+    from demo2reward.models.generation import generate
 
     gen = {"max_new_tokens": max_new_tokens, "temperature": None, "batch_size": batch_size, "seed": seed}
     first_turns = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
@@ -486,7 +486,7 @@ def evaluate_mtbench(
     """
     import torch
 
-    from demo2reward.modeling import load_policy, load_tokenizer
+    from demo2reward.models.modeling import load_policy, load_tokenizer
 
     data = load_mtbench(data_dir)
     grader = SingleAnswerGrader(judge_config)
@@ -547,3 +547,36 @@ def run_mtbench(
         preflight=preflight,
     )
     return {name: r.scores for name, r in results.items()}
+
+
+def mtbench_stage(params, models: Path, out: Path, metrics_path: Path) -> dict[str, dict[str, float]]:
+    """The `mtbench` stage: grade SFT and the final IRL/SPIN iterates of the first seed (`mtbench.policies`), write
+    FastChat's answer and judgment files to `out` and the scores to `metrics_path`; a marker when disabled."""
+    from demo2reward.core.artifacts import atomic_dir, repo_root, write_json
+    from demo2reward.core.iterates import final_policies
+    from demo2reward.core.stage import StageError
+    from demo2reward.evaluation.judge import JudgeError
+    from demo2reward.evaluation.judge import judge_config as config_from_params
+
+    p = params.mtbench
+    with atomic_dir(out) as tmp:
+        if not p.enabled:
+            (tmp / "DISABLED").write_text("mtbench.enabled is false in params.yaml\n")
+            write_json(metrics_path, {"enabled": False})
+            return {}
+        where = final_policies(models, params.seeds[0], params.K)  # benchmarks grade the first seed
+        try:
+            data_dir = Path(p.data_dir) if p.data_dir else fetch_mtbench_data(repo_root() / ".cache" / "mtbench")
+            scores = run_mtbench(
+                {name: where[name] for name in p.policies},
+                data_dir,
+                config_from_params(params.evaluate, repo_root(), grading_max_tokens=p.judge_max_tokens),
+                p.max_new_tokens,
+                p.batch_size,
+                seed=params.seeds[0],
+                out_dir=tmp,
+            )
+        except (JudgeError, MTBenchDataError) as err:
+            raise StageError(str(err)) from None
+        write_json(metrics_path, {"enabled": True, **scores})
+    return scores

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from demo2reward.artifacts import atomic_file, read_json, read_jsonl, write_json
+from demo2reward.core.artifacts import atomic_file, read_json, read_jsonl, write_json
 
 COLUMNS = (
     "reward_accuracy",
@@ -78,10 +78,17 @@ def _stem(track: str, k: int) -> str:
     return "sft" if track == "sft" else f"{track}_{k}"
 
 
-def load_evaluations(eval_dir: str | Path, seeds: Iterable[int] | None = None, max_k: int | None = None) -> Evaluations:
-    """Read `seed_<S>/sft.json` and `seed_<S>/<track>_<k>.json`, keeping only `seeds` and k ≤ `max_k`."""
+def load_evaluations(
+    eval_dir: str | Path,
+    seeds: Iterable[int] | None = None,
+    max_k: int | None = None,
+    tracks: Iterable[str] | None = None,
+) -> Evaluations:
+    """Read `seed_<S>/sft.json` and `seed_<S>/<track>_<k>.json`, keeping only `seeds`, `tracks` and k ≤ `max_k`,
+    so that files of an earlier, larger run (other seeds, tracks or iterations) never leak into this one's report."""
     evals: Evaluations = {}
     wanted = None if seeds is None else set(seeds)
+    wanted_tracks = None if tracks is None else set(tracks)
     for seed_dir in sorted(Path(eval_dir).glob("seed_*")):
         seed = int(seed_dir.name.removeprefix("seed_"))
         if wanted is not None and seed not in wanted:
@@ -90,6 +97,8 @@ def load_evaluations(eval_dir: str | Path, seeds: Iterable[int] | None = None, m
             m = re.fullmatch(r"([a-z_]+)_(\d+)", path.stem)
             track, k = ("sft", 0) if path.stem == "sft" else (m.group(1), int(m.group(2))) if m else (None, 0)
             if track is None or (max_k is not None and k > max_k):
+                continue
+            if wanted_tracks is not None and track not in wanted_tracks:
                 continue
             metrics = read_json(path)
             if not metrics.get("skipped"):  # e.g. the oracle track of a real task, which has no r*
@@ -484,11 +493,12 @@ def write_report(
     train_dir: str | Path | None = None,
     seeds: Iterable[int] | None = None,
     max_k: int | None = None,
+    tracks: Iterable[str] | None = None,
 ) -> tuple[dict[str, float], Aggregated]:
     """Write report.md, report.csv, summary.json, curves/*.json and plots/*.png; return the summary and
     the seed-aggregated metrics."""
     out_dir = Path(out_dir)
-    evals = load_evaluations(eval_dir, seeds, max_k)
+    evals = load_evaluations(eval_dir, seeds, max_k, tracks)
     answers = load_answers(answers_dir, evals)
     agg = aggregate(evals, answers)
     benchmarks = {

@@ -30,7 +30,7 @@ def save_trained(trainer, tokenizer, out: Path, like: str | Path | None = None) 
 
     A LoRA adapter is merged first; `like` is the model it was trained from, whose loader settings it inherits.
     """
-    from demo2reward.modeling import write_load_settings
+    from demo2reward.models.modeling import write_load_settings
 
     merge_lora(trainer)
     trainer.save_model(str(out))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from demo2reward.hub import hub_offline, offline_requested
+from demo2reward.core.hub import hub_offline, offline_requested
 
 LeaderboardTask = tuple[str, int, str]
 
@@ -230,3 +230,30 @@ def _run(
     out["average"] = math.fsum(scores.values()) / len(scores)
     out["lm_eval_version"] = lm_eval.__version__
     return out
+
+
+def leaderboard_stage(params, models: Path, metrics_path: Path) -> dict[str, dict[str, float]]:
+    """The `leaderboard` stage: score SFT and the final IRL/SPIN iterates of the first seed (`leaderboard.policies`)
+    and write the scores to `metrics_path`; `{"enabled": false}` when disabled."""
+    from demo2reward.core.artifacts import write_json
+    from demo2reward.core.iterates import final_policies
+    from demo2reward.core.stage import StageError
+
+    p = params.leaderboard
+    if not p.enabled:
+        write_json(metrics_path, {"enabled": False})
+        return {}
+    where = final_policies(models, params.seeds[0], params.K)  # benchmarks grade the first seed
+    tasks = [tuple(t) for t in p.tasks] if p.tasks else LEADERBOARD_V1
+    results = {}
+    try:
+        for name in p.policies:
+            results[name] = run_leaderboard(
+                where[name], tasks, batch_size=p.batch_size, limit=p.limit, include_path=p.include_path
+            )
+    except DatasetUnavailableError as err:
+        raise StageError(str(err)) from None
+    version = next(iter(results.values()))["lm_eval_version"]
+    scores = {name: {k: v for k, v in r.items() if k != "lm_eval_version"} for name, r in results.items()}
+    write_json(metrics_path, {"enabled": True, "lm_eval_version": version, **scores})
+    return scores

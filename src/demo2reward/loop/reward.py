@@ -6,27 +6,15 @@ import random
 from pathlib import Path
 
 import numpy as np
-import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_reward_model, load_tokenizer, lora_config
-from demo2reward.params import RewardParams
-from demo2reward.training import merge_lora, save_trained, trainer_kwargs
-
-
-@torch.no_grad()
-def score(model, tokenizer, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 256) -> np.ndarray:
-    """The reward model's scalar for each (prompt, completion) conversation."""
-    model.eval()
-    device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(prompts, completions, strict=True)]
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        out.append(model(**batch.to(device)).logits[:, 0].float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+from demo2reward.core import iterates
+from demo2reward.core.artifacts import atomic_dir, read_jsonl
+from demo2reward.core.params import RewardParams
+from demo2reward.models.generation import score
+from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
+from demo2reward.models.training import merge_lora, save_trained, trainer_kwargs
 
 
 def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
@@ -52,11 +40,6 @@ def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict
     std = float(s.std()) or 1.0
     model.score.weight.data /= std
     return {"score_std_before": std, "score_mean_before": float(s.mean())}
-
-
-def reward_init(init: str, sft: Path, previous: Path, k: int) -> Path:
-    """Where RM k starts: SFT every iteration, or RM k-1 (`previous`/reward) when warm (iteration 1 has none: SFT)."""
-    return previous / "reward" if init == "warm" and k > 1 else sft
 
 
 def fit_reward_model(
@@ -101,3 +84,18 @@ def fit_reward_model(
         save_trained(trainer, tokenizer, tmp, like=init)
     metrics.update({"pairs_train": len(train), "pairs_val": len(val)})
     return metrics
+
+
+def reward_init(init: str, k: int, previous: Path, sft_policy: Path) -> Path:
+    """Where RM k starts: the SFT policy every iteration, or RM k-1 when warm (iteration 1 has none: SFT)."""
+    return iterates.reward(previous) if init == "warm" and k > 1 else Path(sft_policy)
+
+
+def reward_iterate(
+    iterate: Path, k: int, previous: Path, sft_policy: Path, pairs_path: Path, p: RewardParams, seed: int, max_length: int
+) -> dict[str, float]:
+    """Write `iterate`/reward: a Bradley-Terry RM fitted on iterate k's pair pool, started from SFT (`init: sft`,
+    the authors' choice) or from iterate k-1's RM (`init: warm`)."""
+    init = reward_init(p.init, k, previous, sft_policy)
+    pairs = read_jsonl(pairs_path, required=("prompt", "chosen", "rejected"))
+    return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from demo2reward.artifacts import read_json, write_json, write_jsonl
-from demo2reward.params import TaskParams
+from demo2reward.core.artifacts import read_json, write_json, write_jsonl
+from demo2reward.core.conversation import conversation
+from demo2reward.core.params import TaskParams
 
 FILLERS = ("um", "like", "basically", "literally", "so", "well")
 WORDS = (
@@ -140,13 +141,6 @@ def chatty_response(rng: np.random.Generator, post: str, filler_rate: float) -> 
     )
 
 
-def conversation(post: str, response: str | None = None) -> dict:
-    row = {"prompt": [{"role": "user", "content": post}]}
-    if response is not None:
-        row["completion"] = [{"role": "assistant", "content": response}]
-    return row
-
-
 def build_task(p: TaskParams, seed: int, out: Path) -> dict[str, int]:
     """Generate every file of the task into `out` deterministically from `seed`."""
     rng = np.random.default_rng(seed)
@@ -192,24 +186,6 @@ def build_task(p: TaskParams, seed: int, out: Path) -> dict[str, int]:
 
     write_jsonl(out / "heldout_prefs.jsonl", (pref_pair(x) for x in pref_posts))
     return {"train": len(train), "heldout": len(heldout), "heldout_pairs": len(pref_posts), "pretrain": p.n_pretrain}
-
-
-def assistant_turns(texts: list[str]) -> list[list[dict]]:
-    """Each text as a one-message assistant completion (the conversational schema)."""
-    return [[{"role": "assistant", "content": t}] for t in texts]
-
-
-def prompt_text(prompt: list[dict] | str) -> str:
-    """The user turn of a conversational prompt (or the prompt itself if it is plain text)."""
-    if isinstance(prompt, str):
-        return prompt
-    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-
-
-def response_text(completion: list[dict] | str) -> str:
-    if isinstance(completion, str):
-        return completion
-    return completion[-1]["content"]
 
 
 class Oracle:

@@ -11,6 +11,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
+def repo_root() -> Path:
+    """The DVC repository root; inside a queued `dvc exp run`, DVC_ROOT names the parent repository."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / ".dvc").is_dir() or (d / "dvc.yaml").is_file():
+            return d
+    return here
+
+
 class DataFileError(ValueError):
     """A data file is missing, malformed or lacks a required column."""
 

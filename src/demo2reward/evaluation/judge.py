@@ -30,6 +30,8 @@ from typing import Literal
 
 import openai
 
+from demo2reward.core.params import EvaluateParams
+
 log = logging.getLogger(__name__)
 
 PAIRWISE_TEMPLATE_NAME = "pairwise-v1"
@@ -477,7 +479,7 @@ class PairwiseJudge(CachedChat):
 class SingleAnswerGrader(CachedChat):
     """A 1-10 rating per grading prompt (FastChat's single-answer grading), on the same cached, retried transport.
 
-    The caller fills the prompts (see `demo2reward.mtbench`); this class sends each as system + user message
+    The caller fills the prompts (see `demo2reward.evaluation.mtbench`); this class sends each as system + user message
     at `config.temperature` with `config.grading_max_tokens`, and parses the answer with `parse_rating`.
     Unparsable answers rate -1.0, as in FastChat, and are left to the caller to exclude. No retry on an
     unparsable answer: at temperature 0 the same request would most likely get the same answer (and FastChat
@@ -506,3 +508,20 @@ class SingleAnswerGrader(CachedChat):
             usage["cost_usd"],
         )
         return ratings, texts, usage
+
+
+def judge_config(p: EvaluateParams, root: Path, **overrides):
+    """The LLM judge's config from `evaluate.llm`; the cache lives under the repository root."""
+    c = p.llm
+    return JudgeConfig(
+        model=c.model,
+        base_url=c.base_url,
+        api_key_env=c.api_key_env,
+        max_concurrency=c.max_concurrency,
+        max_retries=c.max_retries,
+        timeout_s=c.timeout_s,
+        price_per_1m_input=c.price_per_1m_input,
+        price_per_1m_output=c.price_per_1m_output,
+        cache_path=root / c.cache,
+        **overrides,
+    )

@@ -14,7 +14,12 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from demo2reward.real_tasks import TLDR_DEMOS_ID, TLDR_PREFS_ID, TLDR_PREFS_PREPROCESSED_ID, ULTRACHAT_ID, ULTRAFEEDBACK_ID
+# Hub ids of the real tasks' data sets (the ids the upstream code uses).
+TLDR_DEMOS_ID = "vwxyzjn/summarize_from_feedback_tldr_3_filtered"
+TLDR_PREFS_ID = "openai/summarize_from_feedback"
+TLDR_PREFS_PREPROCESSED_ID = "vwxyzjn/summarize_from_feedback_oai_preprocessing_1706381144"
+ULTRACHAT_ID = "HuggingFaceH4/ultrachat_200k"
+ULTRAFEEDBACK_ID = "HuggingFaceH4/ultrafeedback_binarized"
 
 
 class ParamsError(ValueError):
@@ -26,7 +31,7 @@ class Section(BaseModel):
 
 
 class RealTaskParams(Section):
-    """Options shared by the real tasks; the loader is `real_tasks.load_task_rows` (same field names)."""
+    """Options shared by the real tasks; the loader is `tasks.real.load_task_rows` (same field names)."""
 
     n_train: int | None = Field(
         None, ge=1, description="Demonstrations (the paper: about 10k); null = all that pass the filters."
@@ -324,9 +329,17 @@ class TrackingParams(Section):
     experiment: str = Field("demo2reward", min_length=1, description="MLflow experiment name.")
 
 
+def previous_folder(k: int) -> str:
+    """Where iterate k-1 lives, relative to a track's folder: SFT's folder for k = 1, else the track's iter_{k-1}."""
+    return "../sft" if k == 1 else f"iter_{k - 1}"
+
+
 class Iteration(Section):
     k: int = Field(ge=1, description="The iteration.")
-    prev: int = Field(ge=0, description="The iteration it starts from, k-1 (0 = SFT); DVC templates cannot subtract.")
+    prev: str = Field(
+        description="Folder of iterate k-1 inside the track's folder: ../sft for k = 1 (SFT is iterate 0 of every track), "
+        "else iter_{k-1}; DVC templates cannot subtract."
+    )
 
 
 IRLTrack = Literal["irl", "irl_guarded"]
@@ -360,17 +373,19 @@ class Params(Section):
     leaderboard: LeaderboardParams = LeaderboardParams()
     tracking: TrackingParams = TrackingParams()
     iterations: list[Iteration] = Field(
-        default_factory=lambda: [Iteration(k=k, prev=k - 1) for k in (1, 2, 3)],
-        description="The unrolled loop (DVC matrix axis): item k is {k: k, prev: k-1}; K = its length.",
+        default_factory=lambda: [Iteration(k=k, prev=previous_folder(k)) for k in (1, 2, 3)],
+        description="The unrolled loop (DVC matrix axis): item k is {k: k, prev: <iterate k-1's folder>}; K = its length.",
     )
 
     @model_validator(mode="after")
     def _iterations_chain(self) -> Params:
         if not self.iterations:
-            raise ValueError("iterations: K must be at least 1 (add {k: 1, prev: 0})")
+            raise ValueError("iterations: K must be at least 1 (add {k: 1, prev: ../sft})")
         for i, it in enumerate(self.iterations, start=1):
-            if (it.k, it.prev) != (i, i - 1):
-                raise ValueError(f"iterations: item {i} must be {{k: {i}, prev: {i - 1}}}, got {{k: {it.k}, prev: {it.prev}}}")
+            if (it.k, it.prev) != (i, previous_folder(i)):
+                raise ValueError(
+                    f"iterations: item {i} must be {{k: {i}, prev: {previous_folder(i)}}}, got {{k: {it.k}, prev: {it.prev}}}"
+                )
         for name, values in (("seeds", self.seeds), ("irl_tracks", self.irl_tracks)):
             if len(set(values)) != len(values):
                 raise ValueError(f"{name}: duplicates in {values}")

@@ -53,16 +53,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from demo2reward.artifacts import DataFileError, read_jsonl, write_jsonl
-from demo2reward.hub import hub_offline, offline_requested
+from demo2reward.core.artifacts import DataFileError, read_jsonl, write_jsonl
+from demo2reward.core.hub import hub_offline, offline_requested
+from demo2reward.core.params import TLDR_DEMOS_ID, TLDR_PREFS_ID, ULTRACHAT_ID, ULTRAFEEDBACK_ID
 
 log = logging.getLogger(__name__)
 
-TLDR_DEMOS_ID = "vwxyzjn/summarize_from_feedback_tldr_3_filtered"
-TLDR_PREFS_ID = "openai/summarize_from_feedback"
-TLDR_PREFS_PREPROCESSED_ID = "vwxyzjn/summarize_from_feedback_oai_preprocessing_1706381144"
-ULTRACHAT_ID = "HuggingFaceH4/ultrachat_200k"
-ULTRAFEEDBACK_ID = "HuggingFaceH4/ultrafeedback_binarized"
 
 # The prompt of "Learning to summarize from human feedback" (OpenAI's summarize-from-feedback tasks.py), verbatim.
 TLDR_PROMPT_FORMAT = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"

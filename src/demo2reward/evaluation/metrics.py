@@ -5,45 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer
-from demo2reward.params import EvaluateParams
-from demo2reward.reward import score
-from demo2reward.rollout import generate
-from demo2reward.task import Oracle, assistant_turns, prompt_text, response_text
-
-
-def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
-
-
-@torch.no_grad()
-def sequence_logprobs(
-    model, tokenizer, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 256
-) -> np.ndarray:
-    """log π(y | x), summed over the completion's tokens (its closing EOS included)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        ps, cs = prompts[start : start + batch_size], completions[start : start + batch_size]
-        prompt_ids = _encode(
-            tokenizer, [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in ps]
-        )
-        full_ids = _encode(tokenizer, [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(ps, cs, strict=True)])
-        width = max(map(len, full_ids))
-        ids = torch.full((len(full_ids), width), tokenizer.pad_token_id)
-        mask = torch.zeros_like(ids)
-        target = torch.zeros_like(ids, dtype=torch.bool)
-        for i, (pi, fi) in enumerate(zip(prompt_ids, full_ids, strict=True)):
-            ids[i, width - len(fi) :] = torch.tensor(fi)
-            mask[i, width - len(fi) :] = 1
-            target[i, width - len(fi) + len(pi) :] = True
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-        out.append((logp * target[:, 1:].to(device)).sum(-1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+from demo2reward.core import iterates
+from demo2reward.core.artifacts import read_jsonl, write_jsonl
+from demo2reward.core.conversation import assistant_turns, prompt_text, response_text
+from demo2reward.core.params import IRL_TRACKS, EvaluateParams
+from demo2reward.models.generation import generate, score, sequence_logprobs
+from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
+from demo2reward.tasks.synthetic import Oracle
 
 
 def _pair_accuracy(chosen_scores: np.ndarray, rejected_scores: np.ndarray) -> float:
@@ -65,31 +34,12 @@ class RewardModelJudge:
         return list((a > r) + 0.5 * (a == r)), {}
 
 
-def judge_config(p: EvaluateParams, root: Path, **overrides):
-    """The LLM judge's config from `evaluate.llm`; the cache lives under the repository root."""
-    from demo2reward.judge import JudgeConfig
-
-    c = p.llm
-    return JudgeConfig(
-        model=c.model,
-        base_url=c.base_url,
-        api_key_env=c.api_key_env,
-        max_concurrency=c.max_concurrency,
-        max_retries=c.max_retries,
-        timeout_s=c.timeout_s,
-        price_per_1m_input=c.price_per_1m_input,
-        price_per_1m_output=c.price_per_1m_output,
-        cache_path=root / c.cache,
-        **overrides,
-    )
-
-
 def build_judge(p: EvaluateParams, root: Path):
     """The extra win-rate judge of `evaluate.judge`, checked before any generation; None for the oracle alone."""
     if p.judge == "reward_model":
         return RewardModelJudge(p.judge_reward_model)
     if p.judge == "llm":
-        from demo2reward.judge import PairwiseJudge
+        from demo2reward.evaluation.judge import PairwiseJudge, judge_config
 
         judge = PairwiseJudge(judge_config(p, root))
         judge.preflight()
@@ -120,9 +70,7 @@ def evaluate_policy(
     accuracy on the held-out human pairs, the proxy reward, KL and lengths remain. A skipped track's folder
     (the oracle track on a real task) gives {"skipped": 1} and no answers.
     """
-    from demo2reward.policy import is_skipped
-
-    if is_skipped(policy_path):
+    if iterates.is_skipped(policy_path):
         return {"skipped": 1.0}, []
     tokenizer = load_tokenizer(policy_path)
     policy = load_policy(policy_path)
@@ -233,3 +181,49 @@ def evaluate_policy(
         for x, d, g, s, rg, rs, rd in zip(posts, demos, greedy, first, r_greedy, r_first, r_demo, strict=True)
     ]
     return metrics, answers
+
+
+def evaluate_iterate(
+    track: str,
+    k: int,
+    iterate: Path,
+    previous_policy: Path,
+    sft_policy: Path,
+    task_dir: Path,
+    p: EvaluateParams,
+    seed: int,
+    answers_out: Path,
+    root: Path,
+) -> dict[str, float]:
+    """Evaluate iterate k of `track` (its policy, `iterate`/policy) and its reward; write its per-prompt answers to
+    `answers_out` and return the metrics.
+
+    The reward whose held-out accuracy is measured: an IRL track's learned RM (`iterate`/reward); for SFT and SPIN,
+    the implicit reward log π(y|x) − log π_prev(y|x) against the policy it was trained from (`previous_policy`:
+    the pretrained base for SFT, iterate k-1 for SPIN, whose DPO β does not change the ranking); none for the oracle.
+    A missing judge key or an unreachable judge endpoint fails here, before any generation.
+    """
+    from demo2reward.core.stage import StageError
+    from demo2reward.evaluation.judge import JudgeError
+
+    try:
+        judge = build_judge(p, root)
+    except JudgeError as err:
+        raise StageError(str(err)) from None
+    reward = {"sft": {"implicit_reference_path": previous_policy}, "spin": {"implicit_reference_path": previous_policy}}
+    reward.update({t: {"reward_model_path": iterates.reward(iterate)} for t in IRL_TRACKS})
+    metrics, answers = evaluate_policy(
+        iterates.policy(iterate),
+        sft_policy,
+        read_jsonl(task_dir / "heldout.jsonl", required=("prompt", "completion")),
+        read_jsonl(task_dir / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected")),
+        Oracle.load_optional(task_dir),  # None on a real task: no r* metrics
+        p,
+        seed,
+        judge=judge,
+        **reward.get(track, {}),
+    )
+    metrics["iteration"] = k
+    metrics["seed"] = seed
+    write_jsonl(answers_out, answers)
+    return metrics

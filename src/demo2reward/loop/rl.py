@@ -1,4 +1,4 @@
-"""The policy update: online RL against a reward, with a KL penalty to a reference model.
+"""The RL update of the IRL, guarded and oracle tracks: online RL against a reward, with a KL penalty to a reference.
 
 The reward enters TRL through `reward_funcs`: a sequence-classification model (the learned reward) or a
 callable (the oracle track's r*). Which TRL trainer runs is the `policy.optimizer` param.
@@ -13,24 +13,12 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from demo2reward.artifacts import atomic_dir
-from demo2reward.modeling import load_policy, load_reward_model, load_tokenizer, lora_config, trust_remote_code
-from demo2reward.params import PolicyParams
-from demo2reward.rollout import generate
-from demo2reward.task import Oracle, prompt_text, response_text
-from demo2reward.training import save_trained, trainer_kwargs
+from demo2reward.core.artifacts import atomic_dir
+from demo2reward.core.params import PolicyParams
+from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, lora_config, trust_remote_code
+from demo2reward.models.training import save_trained, trainer_kwargs
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-
-
-def oracle_reward_func(oracle: Oracle, scale: float) -> Callable:
-    """r* as a TRL reward function, divided by `scale` (its std on SFT samples) like a standardised RM."""
-
-    def true_reward(prompts, completions, **_) -> list[float]:
-        posts = [prompt_text(p) for p in prompts]
-        return list(oracle.reward(posts, [response_text(c) for c in completions]) / scale)
-
-    return true_reward
 
 
 def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, reward_tokenizers, tokenizer, dataset, args: dict):
@@ -89,62 +77,6 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, reward
         processing_class=tokenizer,
         reward_processing_classes=reward_tokenizers,
     )
-
-
-SKIPPED = "SKIPPED"  # a track's model folder holding only this file: the track does not apply to the task
-
-
-def skip_track(out: str | Path, reason: str) -> dict[str, float]:
-    """Write `out` as a skipped track (DVC's static graph still expects the folder) and return its metrics."""
-    with atomic_dir(out) as tmp:
-        (tmp / SKIPPED).write_text(reason + "\n")
-    return {"skipped": 1.0}
-
-
-def is_skipped(path: str | Path) -> bool:
-    return (Path(path) / SKIPPED).exists()
-
-
-def oracle_update(
-    task_dir: Path,
-    sft: Path,
-    start: Path,
-    reference: Path,
-    prompts: list[list[dict]],
-    p: PolicyParams,
-    out: Path,
-    seed: int,
-    sample: int,
-) -> dict[str, float]:
-    """The oracle track: the same RL against r* itself, scaled like the learned reward (unit std on `sample` SFT
-    samples). A real task has no r*: the track is skipped (a folder with SKIPPED, metrics {"skipped": 1})."""
-    oracle = Oracle.load_optional(task_dir)
-    if oracle is None:
-        return skip_track(out, "skipped: the task has no true reward r*, so there is no oracle upper bound (synthetic task only)")
-    sample_prompts = prompts[:sample]
-    answers = generate(
-        load_policy(sft), load_tokenizer(sft), sample_prompts, max_new_tokens=p.max_new_tokens, temperature=p.temperature
-    )
-    scale = float(np.std(oracle.reward([prompt_text(x) for x in sample_prompts], [a[0] for a in answers]))) or 1.0
-    metrics = update_policy(start, reference, prompts, p, out, seed, reward_func=oracle_reward_func(oracle, scale))
-    metrics["oracle_scale"] = scale
-    return metrics
-
-
-def start_and_reference(kl_reference: str, sft: Path, previous: Path, k: int) -> tuple[Path, Path]:
-    """Policy k starts from its track's policy k-1, `previous`/policy (SFT at k = 1); its KL reference is SFT
-    or that start."""
-    start = sft if k == 1 else previous / "policy"
-    return start, (sft if kl_reference == "sft" else start)
-
-
-def final_policies(models: Path, seed: int, K: int) -> dict[str, Path]:  # noqa: N803 - the paper's name
-    """SFT and the final (iteration K) IRL and SPIN iterates of one training seed, for the benchmarks."""
-    return {
-        "sft": models / f"seed_{seed}" / "iter_0" / "policy",
-        "irl": models / f"seed_{seed}" / f"iter_{K}" / "irl" / "policy",
-        "spin": models / f"seed_{seed}" / f"iter_{K}" / "spin" / "policy",
-    }
 
 
 def update_policy(

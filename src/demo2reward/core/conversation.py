@@ -1,0 +1,29 @@
+"""The conversational schema of every data file (TRL's): a prompt is a list of messages, a completion a list with
+one assistant message. These helpers convert between it and plain text."""
+
+from __future__ import annotations
+
+
+def conversation(post: str, response: str | None = None) -> dict:
+    row = {"prompt": [{"role": "user", "content": post}]}
+    if response is not None:
+        row["completion"] = [{"role": "assistant", "content": response}]
+    return row
+
+
+def assistant_turns(texts: list[str]) -> list[list[dict]]:
+    """Each text as a one-message assistant completion (the conversational schema)."""
+    return [[{"role": "assistant", "content": t}] for t in texts]
+
+
+def prompt_text(prompt: list[dict] | str) -> str:
+    """The user turn of a conversational prompt (or the prompt itself if it is plain text)."""
+    if isinstance(prompt, str):
+        return prompt
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+
+
+def response_text(completion: list[dict] | str) -> str:
+    if isinstance(completion, str):
+        return completion
+    return completion[-1]["content"]

@@ -1,0 +1,65 @@
+"""Where the iterates live. Each track has its own chain of iterate folders, so a stage of track T depends only
+on T's previous iterate, and an ablation of one track reruns that track alone:
+
+    models/seed_S/sft/policy                      iterate 0 of every track (SFT)
+    models/seed_S/<track>/iter_k/policy, reward   iterate k of <track> (reward: IRL tracks only)
+    data/seed_S/sft/pairs.jsonl                   iterate 0's pair pool (empty)
+    data/seed_S/<track>/iter_k/rollouts.jsonl, pairs.jsonl
+
+`dvc.yaml` names iterate k-1 as `<track>/${item.from.prev}`, where `prev` is `../sft` for k = 1 and `iter_{k-1}`
+after, so that the path of iterate 0 is SFT's folder and no weights are copied.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SKIPPED = "SKIPPED"  # a track's model folder holding only this file: the track does not apply to the task
+
+
+def folder(path: str | Path) -> Path:
+    """A path from dvc.yaml with its `..` resolved textually (`irl/../sft` is SFT's folder even before `irl/` exists)."""
+    return Path(os.path.normpath(path))
+
+
+def policy(iterate: str | Path) -> Path:
+    return folder(iterate) / "policy"
+
+
+def reward(iterate: str | Path) -> Path:
+    return folder(iterate) / "reward"
+
+
+def earlier_reward_models(iterate: str | Path, k: int) -> list[Path]:
+    """The reward models of iterates 1..k-1 of the same track as `iterate` (iterate k's folder)."""
+    track = folder(iterate).parent
+    return [track / f"iter_{j}" / "reward" for j in range(1, k)]
+
+
+def start_and_reference(kl_reference: str, sft_policy: Path, previous: Path) -> tuple[Path, Path]:
+    """Policy k starts from iterate k-1's policy; its KL reference is the SFT policy or that start."""
+    start = policy(previous)
+    return start, (Path(sft_policy) if kl_reference == "sft" else start)
+
+
+def final_policies(models: Path, seed: int, K: int) -> dict[str, Path]:  # noqa: N803 - the paper's name
+    """SFT and the final (iteration K) IRL and SPIN iterates of one training seed, for the benchmarks."""
+    return {
+        "sft": models / f"seed_{seed}" / "sft" / "policy",
+        "irl": models / f"seed_{seed}" / "irl" / f"iter_{K}" / "policy",
+        "spin": models / f"seed_{seed}" / "spin" / f"iter_{K}" / "policy",
+    }
+
+
+def skip_track(out: str | Path, reason: str) -> dict[str, float]:
+    """Write `out` as a skipped track (DVC's static graph still expects the folder) and return its metrics."""
+    from demo2reward.core.artifacts import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        (tmp / SKIPPED).write_text(reason + "\n")
+    return {"skipped": 1.0}
+
+
+def is_skipped(path: str | Path) -> bool:
+    return (Path(path) / SKIPPED).exists()

@@ -1,0 +1,106 @@
+"""What every stage script shares: validated params, threads, seeding, clean errors and an MLflow child run.
+
+A stage script parses its paths, enters `stage(...)`, which validates params.yaml before anything heavy is
+imported, and then calls one function of the library; `run.record(...)` writes its metrics file and mirrors it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from demo2reward.core.artifacts import DataFileError, write_json
+from demo2reward.core.params import Params, ParamsError, load_params
+
+
+class StageError(RuntimeError):
+    """A stage cannot run with what it was given (missing input, unreachable service, ...)."""
+
+
+def set_threads_and_seed(threads: int, seed: int) -> None:
+    """What transformers.set_seed does, without its import chain (peft, torch.distributed: ~5 s per stage)."""
+    import numpy as np
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    random.seed(seed)
+    np.random.seed(seed)
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+class Recorder:
+    """The stage's handle: `record` writes a metrics file (the source of truth) and mirrors it to MLflow."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def record(
+        self,
+        metrics: Mapping[str, float],
+        path: str | Path | None = None,
+        *,
+        step: int | None = None,
+        prefix: str = "",
+    ) -> Mapping[str, float]:
+        """Write `metrics` to `path`, log them on the stage's run and, with `step`, on the pipeline run under `prefix`."""
+        if path is not None:
+            write_json(path, dict(metrics))
+        self.run.log_metrics(metrics)
+        if step is not None:
+            self.run.log_pipeline_metrics(metrics, step=step, prefix=prefix)
+        return metrics
+
+    def __getattr__(self, name):
+        return getattr(self.run, name)
+
+
+@contextlib.contextmanager
+def stage(
+    name: str,
+    sections: tuple[str, ...] = (),
+    seed: int | None = None,
+    params_path: str | Path = "params.yaml",
+    torch: bool = True,
+) -> Iterator[tuple[Params, Recorder]]:
+    """Validate params before any compute, then run the stage body inside its MLflow child run.
+
+    `seed` is the training seed of a per-seed stage (one of `params.seeds`); shared stages use `params.seed`.
+    `torch=False` (pairs, report) seeds Python and NumPy only, and never imports torch.
+
+    Expected failures (bad params, malformed data) print one line naming the key or the file and exit 2;
+    nothing is written, since outputs are only moved into place when a stage finishes.
+    """
+    name = os.environ.get("DVC_STAGE", name)  # the child run is named as DVC names the stage
+    try:
+        params = load_params(params_path)
+    except ParamsError as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        sys.exit(2)
+    if seed is not None and seed not in params.seeds:
+        print(f"{name}: seed {seed} is not in params seeds {params.seeds}", file=sys.stderr)
+        sys.exit(2)
+    seed = params.seed if seed is None else seed
+    if torch:
+        set_threads_and_seed(params.threads, seed)
+    else:
+        import numpy as np
+
+        random.seed(seed)
+        np.random.seed(seed)
+
+    from demo2reward.tracking import stage_run
+
+    logged = {s: getattr(params, s).model_dump(mode="json") for s in sections}
+    logged["seed"] = seed
+    try:
+        with stage_run(name, params.tracking.experiment, params.digest(), logged) as run:
+            yield params, Recorder(run)
+    except (DataFileError, StageError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,2 @@
+"""Evaluation: the metrics of one iterate, the LLM and reward-model judges, MT-Bench, the Open LLM Leaderboard, and
+the report over seeds."""
