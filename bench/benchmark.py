@@ -177,7 +177,7 @@ def check_workspace(ws: Path) -> None:
 
 
 def bench_trainers(ws: Path, params: Params, n: int, policy_steps: int, repeats: int, warmup: bool) -> dict[str, dict]:
-    seed, max_length = params.seed, params.model.max_position_embeddings
+    seed, max_length = params.seed, params.sft.max_length
     pretrain, sft_policy = ws / "models/pretrain", ws / SFT_POLICY
     demos = read_jsonl(ws / "data/task/train.jsonl", required=("prompt", "completion"))[:n]
     pairs = read_jsonl(ws / PAIRS, required=("prompt", "chosen", "rejected"))[:n]

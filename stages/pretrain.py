@@ -15,5 +15,5 @@ args = ap.parse_args()
 with stage("pretrain", ("pretrain",)) as (params, run):
     from demo2reward.loop.sft import pretrain
 
-    metrics = pretrain(args.init, args.corpus, params.pretrain, args.out, params.seed, params.model.max_position_embeddings)
+    metrics = pretrain(args.init, args.corpus, params.pretrain, args.out, params.seed, params.pretrain.max_length)
     run.record(metrics, args.metrics)

@@ -21,6 +21,6 @@ with stage("reward", ("reward",), seed=args.seed) as (params, run):
 
     metrics = reward_iterate(
         args.iterate, args.k, args.previous, args.sft, args.pairs, params.reward, args.seed + args.k,
-        params.model.max_position_embeddings,
+        params.reward.max_length,
     )  # fmt: skip
     run.record(metrics, args.metrics, step=args.k, prefix=f"{args.track}/seed_{args.seed}/reward/")

@@ -17,5 +17,5 @@ args = ap.parse_args()
 with stage("sft", ("sft",), seed=args.seed) as (params, run):
     from demo2reward.loop.sft import sft
 
-    metrics = sft(args.init, args.demos, params.sft, args.out, args.pool, args.seed, params.model.max_position_embeddings)
+    metrics = sft(args.init, args.demos, params.sft, args.out, args.pool, args.seed, params.sft.max_length)
     run.record(metrics, args.metrics)

@@ -19,6 +19,6 @@ with stage("spin", ("spin",), seed=args.seed) as (params, run):
 
     metrics = spin_iterate(
         args.iterate, args.previous, args.demos, params.spin, args.seed * 1000 + args.k, args.seed + args.k,
-        params.model.max_position_embeddings,
+        params.spin.max_length,
     )  # fmt: skip
     run.record(metrics, args.metrics)

@@ -14,7 +14,7 @@ TINY = ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, nu
 def _save_rm(path, seed):
     tok = train_tokenizer([" ".join(WORDS[:8] + FILLERS)])
     build_causal_lm(TINY, tok, seed=seed).save_pretrained(path)
-    rm = load_reward_model(path, tok)
+    rm = load_reward_model(path, tok, new_head=True)  # a fresh (random) head, saved: a stand-in for a trained RM
     rm.save_pretrained(path)
     tok.save_pretrained(path)
     return path

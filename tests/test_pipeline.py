@@ -230,7 +230,9 @@ def test_editing_the_rl_update_marks_every_policy_stage_and_nothing_upstream(wor
     ws, env, _ = workspace
     path = "src/demo2reward/loop/rl.py"
     text = (ws / path).read_text()
-    (ws / path).write_text(text.replace("    tokenizer = load_tokenizer(start)\n", "    tokenizer = load_tokenizer(start)  # edited\n", 1))
+    edited = text.replace("    tokenizer = load_tokenizer(start)\n", "    tokenizer = load_tokenizer(start)  # edited\n", 1)
+    assert edited != text
+    (ws / path).write_text(edited)
     try:
         changed = {name.split(":")[-1] for name in json.loads(_run(["dvc", "status", "--json"], ws, env).stdout)}
     finally:

@@ -59,7 +59,6 @@ def test_kl_reference_is_the_requested_model(models, tmp_path, optimizer, refere
         load_policy(previous),
         ref_path,
         [oracle_reward_func(Oracle(WORLD), 1.0)],
-        None,
         load_tokenizer(previous),
         Dataset.from_list([{"prompt": x} for x in PROMPTS]),
         trainer_kwargs(str(tmp_path), 0),

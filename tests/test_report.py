@@ -133,3 +133,15 @@ def test_benchmark_scores_join_table_1_when_enabled(evals, tmp_path):
     table1 = md.split("## The paper's claims")[0]
     assert "mtbench_overall" in table1 and "leaderboard_average" not in table1
     assert "| 3.250 |" in next(line for line in table1.splitlines() if line.startswith("| IRL final"))
+
+
+def test_the_report_reads_only_the_tracks_of_this_run(tmp_path):
+    """A stale irl_guarded file from an earlier run must not become a row of a run that did not have that track."""
+    from demo2reward.evaluation.report import load_evaluations
+
+    seed_dir = tmp_path / "seed_0"
+    seed_dir.mkdir()
+    for name in ("sft", "irl_1", "irl_guarded_1", "spin_1"):
+        (seed_dir / f"{name}.json").write_text('{"win_rate_vs_demos": 0.5}')
+    evals = load_evaluations(tmp_path, seeds=[0], max_k=1, tracks=("sft", "irl", "spin", "oracle"))
+    assert set(evals) == {"sft", "irl", "spin"}

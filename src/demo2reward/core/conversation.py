@@ -23,7 +23,26 @@ def prompt_text(prompt: list[dict] | str) -> str:
     return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
 
 
+def dialogue_text(prompt: list[dict] | str) -> str:
+    """A prompt as a judge reads it: the user's text for a single turn, else the whole dialogue, turn by turn."""
+    if isinstance(prompt, str):
+        return prompt
+    if len(prompt) == 1:
+        return prompt[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
+
+
 def response_text(completion: list[dict] | str) -> str:
     if isinstance(completion, str):
         return completion
     return completion[-1]["content"]
+
+
+def as_generated(completions: list) -> list[list[dict]]:
+    """RL completions as the pipeline's own generations render them (stripped, one assistant message).
+
+    TRL decodes an RL completion unstripped (" word" after a prompt ending in "TL;DR:"), while rollouts, pairs
+    and demonstrations are stripped; the reward model must score the text it was trained on, so both go through
+    the same normalisation before the chat template adds its own spacing.
+    """
+    return assistant_turns([response_text(c).strip() for c in completions])

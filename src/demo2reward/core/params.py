@@ -140,7 +140,7 @@ class ModelParams(Section):
     num_hidden_layers: int = Field(2, ge=1, description="Transformer layers.")
     num_attention_heads: int = Field(4, ge=1, description="Attention heads.")
     max_position_embeddings: int = Field(
-        64, ge=16, description="Longest sequence: the tiny Llama's positions, and every trainer's max_length (real models too)."
+        64, ge=16, description="Positions of the tiny Llama (the trainers' lengths are their own max_length)."
     )
 
     @model_validator(mode="after")
@@ -188,6 +188,12 @@ class TrainParams(DeviceFields):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay).")
     epochs: float = Field(1.0, gt=0, description="Passes over the data.")
     batch_size: int = Field(32, ge=1, description="Examples per optimiser step.")
+    max_length: int = Field(
+        64,
+        ge=8,
+        description="Longest tokenised example (prompt + response, chat template included); the stage fails if more "
+        "than 1% of its examples are longer, instead of truncating them (SFT would lose their EOS) or dropping them (RM).",
+    )
 
 
 class PretrainParams(TrainParams):
@@ -247,7 +253,7 @@ class PolicyParams(DeviceFields):
     batch_size: int = Field(64, ge=2, description="Completions per optimiser step.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature during RL.")
     max_new_tokens: int = Field(12, ge=1, description="Longest completion during RL.")
-    guards: GuardParams = GuardParams()  # what the `irl_guarded` track adds to plain IRL
+    guards: GuardParams = Field(default_factory=GuardParams, description="What the `irl_guarded` track adds to plain IRL.")
     lora: LoRAParams = Field(
         default_factory=LoRAParams, description="LoRA for the RL update; its KL reference is then the start policy (adapter off)."
     )
@@ -261,6 +267,9 @@ class PolicyParams(DeviceFields):
 
 class SpinParams(DeviceFields):
     beta: float = Field(0.1, gt=0, description="DPO β of each SPIN round.")
+    max_length: int = Field(
+        64, ge=8, description="Longest tokenised pair side (prompt + response); more than 1% longer fails the stage."
+    )
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (linear decay).")
     epochs: float = Field(1.0, gt=0, description="Passes over the round's pairs.")
     batch_size: int = Field(32, ge=1, description="Pairs per optimiser step.")
@@ -286,10 +295,10 @@ class LLMJudgeParams(Section):
 class EvaluateParams(Section):
     max_new_tokens: int = Field(12, ge=1, description="Longest evaluated answer, in tokens.")
     batch_size: int = Field(256, ge=1, description="Prompts per generate() / scoring call.")
-    judge: Literal["oracle", "llm", "reward_model"] = Field(
+    judge: Literal["oracle", "llm", "reward_model", "none"] = Field(
         "oracle",
         description="Win-rate judge: the task's r* only (oracle), plus an LLM judge (win_rate_vs_demos_llm) "
-        "or a local reward model (win_rate_vs_demos_rm).",
+        "or a local reward model (win_rate_vs_demos_rm); none = no win rate on a real task (smoke runs).",
     )
     judge_reward_model: str | None = Field(None, description="Path of the sequence-classification judge (judge: reward_model).")
     llm: LLMJudgeParams = LLMJudgeParams()
@@ -359,19 +368,21 @@ class Params(Section):
         description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper) and with policy.guards.",
     )
     threads: int = Field(2, ge=1, description="CPU threads per stage.")
-    task: TaskParams = TaskParams()
-    model: ModelParams = ModelParams()
-    pretrain: PretrainParams = PretrainParams()
-    sft: SFTParams = SFTParams()
-    rollout: RolloutParams = RolloutParams()
-    pairs: PairsParams = PairsParams()
-    reward: RewardParams = RewardParams()
-    policy: PolicyParams = PolicyParams()
-    spin: SpinParams = SpinParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    mtbench: MTBenchParams = MTBenchParams()
-    leaderboard: LeaderboardParams = LeaderboardParams()
-    tracking: TrackingParams = TrackingParams()
+    task: TaskParams = Field(default_factory=TaskParams, description="`prepare`: the task and its data.")
+    model: ModelParams = Field(default_factory=ModelParams, description="`prepare`: the base of the policy and the reward model.")
+    pretrain: PretrainParams = Field(default_factory=PretrainParams, description="`pretrain`: the embedded task's base model.")
+    sft: SFTParams = Field(default_factory=SFTParams, description="`sft`: fine-tuning on the demonstrations (iterate 0).")
+    rollout: RolloutParams = Field(default_factory=RolloutParams, description="`rollout`: samples of the current policy.")
+    pairs: PairsParams = Field(default_factory=PairsParams, description="`pairs`: demonstration ≻ rollout pairs.")
+    reward: RewardParams = Field(default_factory=RewardParams, description="`reward`: the Bradley-Terry reward model.")
+    policy: PolicyParams = Field(default_factory=PolicyParams, description="`policy` and `oracle`: the RL update.")
+    spin: SpinParams = Field(default_factory=SpinParams, description="`spin`: the SPIN baseline (iterated DPO).")
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams, description="`evaluate*`: metrics and judges.")
+    mtbench: MTBenchParams = Field(default_factory=MTBenchParams, description="`mtbench`: MT-Bench (off by default).")
+    leaderboard: LeaderboardParams = Field(
+        default_factory=LeaderboardParams, description="`leaderboard`: the Open LLM Leaderboard v1 (off by default)."
+    )
+    tracking: TrackingParams = Field(default_factory=TrackingParams, description="MLflow mirroring.")
     iterations: list[Iteration] = Field(
         default_factory=lambda: [Iteration(k=k, prev=previous_folder(k)) for k in (1, 2, 3)],
         description="The unrolled loop (DVC matrix axis): item k is {k: k, prev: <iterate k-1's folder>}; K = its length.",
@@ -406,8 +417,15 @@ class Params(Section):
             if self.evaluate.judge == "oracle":
                 raise ValueError(
                     f"evaluate.judge: the {name} task has no true reward r*, so the oracle cannot judge; "
-                    "set evaluate.judge to llm (evaluate.llm) or reward_model (evaluate.judge_reward_model)"
+                    "set evaluate.judge to llm (evaluate.llm), reward_model (evaluate.judge_reward_model) or none"
                 )
+        if self.model.name_or_path is None:
+            for section in ("pretrain", "sft", "reward", "spin"):
+                if getattr(self, section).max_length > self.model.max_position_embeddings:
+                    raise ValueError(
+                        f"{section}.max_length: {getattr(self, section).max_length} exceeds the tiny model's "
+                        f"model.max_position_embeddings ({self.model.max_position_embeddings})"
+                    )
         if self.policy.lora.enabled and self.policy.kl_reference == "sft" and len(self.iterations) > 1:
             raise ValueError(
                 "policy.lora: with LoRA the KL reference is the start policy with its adapter off, which is not SFT "

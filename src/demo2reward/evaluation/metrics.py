@@ -8,9 +8,9 @@ import numpy as np
 
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import read_jsonl, write_jsonl
-from demo2reward.core.conversation import assistant_turns, prompt_text, response_text
+from demo2reward.core.conversation import assistant_turns, dialogue_text, prompt_text, response_text
 from demo2reward.core.params import IRL_TRACKS, EvaluateParams
-from demo2reward.models.generation import generate, score, sequence_logprobs
+from demo2reward.models.generation import completion_logprobs, sample, score, sequence_logprobs
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
 from demo2reward.tasks.synthetic import Oracle
 
@@ -27,8 +27,8 @@ class RewardModelJudge:
     def __init__(self, path: str | Path):
         self.model, self.tokenizer = load_reward_model(path), load_tokenizer(path)
 
-    def win_rates(self, questions: list[str], answers: list[str], references: list[str]) -> tuple[list[float], dict]:
-        prompts = [[{"role": "user", "content": q}] for q in questions]
+    def win_rates(self, prompts: list[list[dict]], answers: list[str], references: list[str]) -> tuple[list[float], dict]:
+        """Per prompt (the whole dialogue so far, rendered by the judge's own template): 1, ½ or 0."""
         a = score(self.model, self.tokenizer, prompts, assistant_turns(answers))
         r = score(self.model, self.tokenizer, prompts, assistant_turns(references))
         return list((a > r) + 0.5 * (a == r)), {}
@@ -80,9 +80,10 @@ def evaluate_policy(
     demos = [response_text(h["completion"]) for h in heldout]
     gen = {"max_new_tokens": p.max_new_tokens, "batch_size": p.batch_size}
 
-    greedy = [g[0] for g in generate(policy, tokenizer, prompts, temperature=None, seed=seed, desc="greedy", **gen)]
-    sampled = generate(policy, tokenizer, prompts, temperature=1.0, num_return_sequences=2, seed=seed, desc="sample", **gen)
-    first, second = [s[0] for s in sampled], [s[1] for s in sampled]
+    greedy_run = sample(policy, tokenizer, prompts, temperature=None, seed=seed, desc="greedy", **gen)
+    sampled_run = sample(policy, tokenizer, prompts, temperature=1.0, num_return_sequences=2, seed=seed, desc="sample", **gen)
+    greedy = greedy_run.first
+    first, second = [s[0] for s in sampled_run.texts], [s[1] for s in sampled_run.texts]
 
     metrics: dict[str, float] = {}
     if oracle is not None:
@@ -97,10 +98,15 @@ def evaluate_policy(
         )
     metrics["response_length_mean"] = float(np.mean([len(g.split()) for g in greedy]))
     metrics["response_length_mean_sampled"] = float(np.mean([len(s.split()) for s in first]))
+    # Answers cut at max_new_tokens before their EOS: a chat template closes them anyway, so only this shows it.
+    metrics["clipped_fraction"] = float(np.mean([not f[0] for f in greedy_run.finished]))
+    metrics["clipped_fraction_sampled"] = float(np.mean([not f[0] for f in sampled_run.finished]))
     judge_scores = None
     if judge is not None:
         suffix = "rm" if isinstance(judge, RewardModelJudge) else "llm"
-        judge_scores, usage = judge.win_rates(posts, greedy, demos)
+        # The judge sees the whole dialogue before the answer, not only its last user message.
+        questions = prompts if suffix == "rm" else [dialogue_text(x) for x in prompts]
+        judge_scores, usage = judge.win_rates(questions, greedy, demos)
         metrics[f"win_rate_vs_demos_{suffix}"] = float(np.mean(judge_scores))
         metrics.update({f"judge_{k}": float(v) for k, v in usage.items()})
     if oracle is not None:
@@ -110,10 +116,13 @@ def evaluate_policy(
             )
 
     bs = p.batch_size
-    kl = sequence_logprobs(policy, tokenizer, prompts, assistant_turns(first), bs) - sequence_logprobs(
-        sft, tokenizer, prompts, assistant_turns(first), bs
-    )
+    # Monte-Carlo KL(π ‖ π_sft) on the very tokens π sampled (their decoded, stripped text would re-tokenise
+    # differently on a real tokenizer, and a clipped answer would gain an EOS it never sampled).
+    sampled_ids = [c[0] for c in sampled_run.completion_ids]
+    kl = completion_logprobs(policy, sampled_run.prompt_ids, sampled_ids, tokenizer.pad_token_id, bs)
+    kl -= completion_logprobs(sft, sampled_run.prompt_ids, sampled_ids, tokenizer.pad_token_id, bs)
     metrics["kl_to_sft"] = float(kl.mean())
+    metrics["kl_to_sft_se"] = float(kl.std(ddof=1) / np.sqrt(len(kl))) if len(kl) > 1 else 0.0
 
     pref_prompts = [h["prompt"] for h in heldout_prefs]
     if oracle is not None:

@@ -324,8 +324,8 @@ def generate_answers(
     Turn 1 sees [user t1]; turn 2 sees [user t1, assistant a1, user t2], the policy's own first answer, as in
     FastChat's gen_model_answer. FastChat samples at a per-category temperature (0.7 for writing/roleplay,
     0.1 for stem/humanities, greedy for the rest); greedy everywhere makes the answers, and hence the judge's
-    cache, reproducible, at the cost of a little on the creative categories. `demo2reward.rollout.generate`
-    collapses whitespace runs in its outputs, so multi-line answers (code, lists) reach the judge on one line.
+    cache, reproducible, at the cost of a little on the creative categories. Answers are stripped at both ends;
+    inner newlines (code, lists) reach the judge as generated.
     """
     from demo2reward.models.generation import generate
 

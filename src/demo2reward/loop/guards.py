@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from demo2reward.core.conversation import assistant_turns
+from demo2reward.core.conversation import as_generated, assistant_turns
 from demo2reward.models.generation import generate, score
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
 
@@ -46,7 +46,7 @@ class MinOverRewardModels:
         )
 
     def __call__(self, prompts, completions, **_) -> list[float]:
-        return self.scores(list(prompts), list(completions)).min(axis=0).tolist()
+        return self.scores(list(prompts), as_generated(completions)).min(axis=0).tolist()
 
 
 def acceptance_gate(

@@ -14,7 +14,7 @@ from demo2reward.core.artifacts import atomic_dir, read_jsonl
 from demo2reward.core.params import RewardParams
 from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
-from demo2reward.models.training import merge_lora, save_trained, trainer_kwargs
+from demo2reward.models.training import check_lengths, merge_lora, save_trained, token_lengths, trainer_kwargs
 
 
 def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
@@ -45,8 +45,11 @@ def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict
 def fit_reward_model(
     init: str | Path, tokenizer_path: str | Path, pairs: list[dict], p: RewardParams, out: str | Path, seed: int, max_length: int
 ) -> dict[str, float]:
+    """Fit a Bradley-Terry reward model from `init` on `pairs` (a `validation_fraction` held back); save it to `out`."""
     tokenizer = load_tokenizer(tokenizer_path)
-    model = load_reward_model(init, tokenizer)
+    sides = [token_lengths(tokenizer, [q["prompt"] + q[side] for q in pairs]) for side in ("chosen", "rejected")]
+    lengths = check_lengths("reward: pairs", [max(c, r) for c, r in zip(*sides, strict=True)], max_length, "reward.max_length")
+    model = load_reward_model(init, tokenizer, new_head=True)  # from SFT the score head is new
     rng = random.Random(seed)
     shuffled = pairs[:]
     rng.shuffle(shuffled)
@@ -82,7 +85,8 @@ def fit_reward_model(
             metrics["val_accuracy"] = float(ev.get("eval_accuracy", preference_accuracy(model, tokenizer, val)))
         metrics.update(_standardise(merge_lora(trainer), tokenizer, train))  # in place, before saving
         save_trained(trainer, tokenizer, tmp, like=init)
-    metrics.update({"pairs_train": len(train), "pairs_val": len(val)})
+    # What the trainer kept: RewardTrainer drops pairs longer than max_length.
+    metrics.update({"pairs_train": len(trainer.train_dataset), "pairs_val": len(val), **lengths})
     return metrics
 
 

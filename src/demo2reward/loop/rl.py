@@ -14,14 +14,29 @@ import numpy as np
 from datasets import Dataset
 
 from demo2reward.core.artifacts import atomic_dir
+from demo2reward.core.conversation import as_generated
 from demo2reward.core.params import PolicyParams
+from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, lora_config, trust_remote_code
 from demo2reward.models.training import save_trained, trainer_kwargs
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
-def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, reward_tokenizers, tokenizer, dataset, args: dict):
+class LearnedReward:
+    """A learned reward model as a TRL reward function: it scores each completion with the same text rendering as
+    in its training (`as_generated`), which passing the model to TRL directly does not guarantee."""
+
+    __name__ = "learned_reward"
+
+    def __init__(self, path: str | Path):
+        self.model, self.tokenizer = load_reward_model(path), load_tokenizer(path)
+
+    def __call__(self, prompts, completions, **_) -> list[float]:
+        return score(self.model, self.tokenizer, list(prompts), as_generated(completions)).tolist()
+
+
+def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokenizer, dataset, args: dict):
     common = {
         "learning_rate": p.learning_rate,
         "lr_scheduler_type": "constant",
@@ -54,7 +69,6 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, reward
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            reward_processing_classes=reward_tokenizers,
             peft_config=lora_config(p.lora, "CAUSAL_LM"),
         )
     from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
@@ -75,7 +89,6 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, reward
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        reward_processing_classes=reward_tokenizers,
     )
 
 
@@ -97,10 +110,7 @@ def update_policy(
         raise ValueError("give exactly one of reward_model or reward_func")
     tokenizer = load_tokenizer(start)
     model = load_policy(start)
-    if reward_model is not None:
-        reward_funcs, reward_tokenizers = [load_reward_model(reward_model)], [load_tokenizer(reward_model)]
-    else:
-        reward_funcs, reward_tokenizers = [reward_func], None
+    reward_funcs = [reward_func or LearnedReward(reward_model)]
     dataset = Dataset.from_list([{"prompt": x} for x in prompts])
     with atomic_dir(out) as tmp:
         trainer = _trainer(
@@ -108,7 +118,6 @@ def update_policy(
             model,
             Path(reference),
             reward_funcs,
-            reward_tokenizers,
             tokenizer,
             dataset,
             trainer_kwargs(str(tmp / "trainer"), seed, p),

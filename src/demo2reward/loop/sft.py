@@ -12,7 +12,7 @@ from trl import SFTConfig, SFTTrainer
 from demo2reward.core.artifacts import atomic_dir, read_jsonl, write_jsonl
 from demo2reward.core.params import PretrainParams, SFTParams, TrainParams
 from demo2reward.models.modeling import load_policy, load_tokenizer, lora_config
-from demo2reward.models.training import save_trained, trainer_kwargs
+from demo2reward.models.training import check_lengths, save_trained, token_lengths, trainer_kwargs
 
 
 def pass_through(init: str | Path, out: str | Path) -> dict[str, float]:
@@ -33,12 +33,18 @@ def train_language_model(
     seed: int,
     max_length: int,
     completion_only: bool = True,
+    section: str = "sft",
 ) -> dict[str, float]:
     """Fine-tune the model at `init` on prompt/completion `rows`; save model and tokenizer to `out`.
 
-    `completion_only=False` trains on the prompts too, as pretraining on a raw corpus would.
+    `completion_only=False` trains on the prompts too, as pretraining on a raw corpus would. `section` names the
+    params section whose max_length the examples are checked against.
     """
     tokenizer = load_tokenizer(init)
+    lengths = check_lengths(
+        f"{section}: examples", token_lengths(tokenizer, [r["prompt"] + r["completion"] for r in rows]), max_length,
+        f"{section}.max_length",
+    )  # fmt: skip
     model = load_policy(init)
     with atomic_dir(out) as tmp:
         config = SFTConfig(
@@ -59,7 +65,11 @@ def train_language_model(
         )
         result = trainer.train()
         save_trained(trainer, tokenizer, tmp, like=init)
-    return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}
+    return {
+        "train_loss": float(result.training_loss),
+        "train_runtime_s": float(result.metrics["train_runtime"]),
+        **lengths,
+    }
 
 
 def pretrain(init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: int, max_length: int) -> dict[str, float]:
@@ -71,7 +81,7 @@ def pretrain(init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: 
     rows = read_jsonl(corpus_path, required=("prompt", "completion"))
     if not rows:
         return pass_through(init, out)
-    return train_language_model(init, rows, p, out, seed, max_length, completion_only=False)
+    return train_language_model(init, rows, p, out, seed, max_length, completion_only=False, section="pretrain")
 
 
 def sft(init: Path, demos_path: Path, p: SFTParams, out: Path, pool: Path, seed: int, max_length: int) -> dict[str, float]:

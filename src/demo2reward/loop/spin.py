@@ -14,7 +14,7 @@ from demo2reward.core.params import SpinParams
 from demo2reward.loop.pairs import build_pairs
 from demo2reward.loop.rollout import rollout_rows
 from demo2reward.models.modeling import load_policy, load_tokenizer, lora_config
-from demo2reward.models.training import save_trained, trainer_kwargs
+from demo2reward.models.training import check_lengths, save_trained, token_lengths, trainer_kwargs
 
 
 def spin_pairs(previous: Path, demos: list[dict], p: SpinParams, seed: int) -> tuple[list[dict], dict[str, int]]:
@@ -35,6 +35,8 @@ def spin_pairs(previous: Path, demos: list[dict], p: SpinParams, seed: int) -> t
 def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path, seed: int, max_length: int) -> dict[str, float]:
     """One SPIN iteration: DPO from the previous iterate, which is also the reference (TRL copies it)."""
     tokenizer = load_tokenizer(previous)
+    sides = [token_lengths(tokenizer, [q["prompt"] + q[side] for q in pairs]) for side in ("chosen", "rejected")]
+    lengths = check_lengths("spin: pairs", [max(c, r) for c, r in zip(*sides, strict=True)], max_length, "spin.max_length")
     model = load_policy(previous)
     with atomic_dir(out) as tmp:
         config = DPOConfig(
@@ -56,7 +58,7 @@ def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path
         )
         result = trainer.train()
         save_trained(trainer, tokenizer, tmp, like=previous)
-    return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"])}
+    return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]), **lengths}
 
 
 def spin_iterate(iterate: Path, previous: Path, demos_path: Path, p: SpinParams, sample_seed: int, seed: int, max_length: int):

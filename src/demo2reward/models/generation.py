@@ -6,13 +6,29 @@ the same text.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 
+@dataclass
+class Samples:
+    """What `sample` returns, per prompt and per returned sequence."""
+
+    texts: list[list[str]]  # the decoded answers, stripped (inner newlines kept: code and lists need them)
+    prompt_ids: list[list[int]]  # the rendered prompt's tokens
+    completion_ids: list[list[list[int]]]  # the sampled tokens, through the first EOS (inclusive)
+    finished: list[list[bool]]  # whether the answer ended with EOS within max_new_tokens (else it was clipped)
+
+    @property
+    def first(self) -> list[str]:
+        return [t[0] for t in self.texts]
+
+
 @torch.no_grad()
-def generate(
+def sample(
     model,
     tokenizer,
     prompts: list[list[dict]],
@@ -23,16 +39,22 @@ def generate(
     batch_size: int = 256,
     seed: int = 0,
     desc: str = "generate",
-) -> list[list[str]]:
-    """Return, for each prompt, `num_return_sequences` response texts (greedy when temperature is None)."""
+) -> Samples:
+    """Answers of `model` to conversational `prompts` (greedy when temperature is None), in batches.
+
+    Prompts are always padded on the left, whatever the tokenizer says: generation appends to the right end of
+    every row, so right padding would put pad tokens between a prompt and its answer.
+    """
     torch.manual_seed(seed)
     model.eval()
     device = next(model.parameters()).device
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-    out: list[list[str]] = []
+    eos = _eos_ids(model, tokenizer)
+    out = Samples([], [], [], [])
     sampling = {"do_sample": False} if temperature is None else {"do_sample": True, "temperature": temperature, "top_k": 0}
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, leave=False):
-        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        chunk = texts[start : start + batch_size]
+        batch = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         batch = batch.to(device)
         ids = model.generate(
             **batch,
@@ -42,11 +64,56 @@ def generate(
             eos_token_id=tokenizer.eos_token_id,
             **sampling,
         )
-        completions = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        completions = [c.strip() for c in completions]  # keep inner newlines: code and lists need them
-        for i in range(0, len(completions), num_return_sequences):
-            out.append(completions[i : i + num_return_sequences])
+        new = ids[:, batch["input_ids"].shape[1] :].tolist()
+        decoded = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        for row, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), strict=True):
+            out.prompt_ids.append([t for t, m in zip(row, mask, strict=True) if m])
+        for i in range(0, len(new), num_return_sequences):
+            group = new[i : i + num_return_sequences]
+            cut = [next((j + 1 for j, t in enumerate(g) if t in eos), None) for g in group]
+            out.texts.append([d.strip() for d in decoded[i : i + num_return_sequences]])
+            out.completion_ids.append([g[:c] if c else g for g, c in zip(group, cut, strict=True)])
+            out.finished.append([c is not None for c in cut])
     return out
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    """Every token that ends an answer: the tokenizer's EOS and the model's generation config's (e.g. ChatML's)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def generate(model, tokenizer, prompts: list[list[dict]], **kwargs) -> list[list[str]]:
+    """For each prompt, `num_return_sequences` answer texts (see `sample`)."""
+    return sample(model, tokenizer, prompts, **kwargs).texts
+
+
+@torch.no_grad()
+def completion_logprobs(
+    model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int, batch_size: int = 256
+) -> np.ndarray:
+    """log π(y | x) of exactly the given token sequences, summed over y's tokens (a Monte-Carlo KL needs the
+    tokens that were sampled, not a re-tokenisation of their decoded text)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(prompt_ids), batch_size):
+        ps, cs = prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size]
+        full = [p + c for p, c in zip(ps, cs, strict=True)]
+        width = max(map(len, full))
+        ids = torch.full((len(full), width), pad_id)
+        mask = torch.zeros_like(ids)
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for i, (p, f) in enumerate(zip(ps, full, strict=True)):
+            ids[i, width - len(f) :] = torch.tensor(f)
+            mask[i, width - len(f) :] = 1
+            target[i, width - len(f) + len(p) :] = True
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+        out.append((logp * target[:, 1:].to(device)).sum(-1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
 
 
 @torch.no_grad()

@@ -70,8 +70,21 @@ def resolve_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
+def local_base(name_or_path: str) -> str:
+    """A relative local base folder (./… or ../…) is read from the repository root, where `dvc exp run --queue`
+    and `--temp` find it too (they run in a copy under .dvc/tmp that holds only git-tracked files)."""
+    if name_or_path.startswith(("./", "../")):
+        from demo2reward.core.artifacts import repo_root
+
+        at_root = repo_root() / name_or_path
+        if at_root.exists():
+            return str(at_root.resolve())
+    return name_or_path
+
+
 def _from_base(loader, name_or_path: str, **kwargs):
     """`loader.from_pretrained` for the base model, with one clear error naming the id and the param."""
+    name_or_path = local_base(name_or_path)
     if name_or_path.startswith(("/", "./", "../", "~")) and not Path(name_or_path).expanduser().exists():
         raise ModelSourceError(f"cannot load the base model {name_or_path!r} (model.name_or_path): no such local folder")
     try:
@@ -199,31 +212,50 @@ def build_causal_lm(p: ModelParams, tokenizer: PreTrainedTokenizerFast, seed: in
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    """The tokenizer saved with a model (or a pointer). One from outside the pipeline (a judge reward model)
-    without a chat template or a pad token gets the same fallbacks as a base tokenizer (`prepare_tokenizer`)."""
+    """The tokenizer saved with a model (or a pointer), padding on the left.
+
+    transformers does not save `padding_side`, so a reloaded base tokenizer would pad on the right, and batched
+    generation would put pad tokens between a prompt and its answer. One from outside the pipeline (a judge reward
+    model) without a chat template or a pad token gets the same fallbacks as a base tokenizer (`prepare_tokenizer`).
+    """
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code(path))
     if tokenizer.chat_template is None or tokenizer.pad_token is None:
         prepare_tokenizer(tokenizer)
+    tokenizer.padding_side = "left"
     return tokenizer
 
 
-def _load(auto_class, path: str | Path, **kwargs) -> torch.nn.Module:
+def _load(auto_class, path: str | Path, **kwargs):
+    """`auto_class.from_pretrained` for `path`, on the GPU when there is one; also the names of the weights that
+    were missing from the checkpoint (and so initialised at random)."""
     source, base_kwargs = _source(path)
-    if is_base_pointer(path):
-        model = _from_base(auto_class, source, **base_kwargs, **kwargs)
-    else:
-        model = auto_class.from_pretrained(source, **base_kwargs, **kwargs)
-    return model.to(device())
+    loader = _from_base if is_base_pointer(path) else (lambda cls, src, **kw: cls.from_pretrained(src, **kw))
+    model, info = loader(auto_class, source, **base_kwargs, **kwargs, output_loading_info=True)
+    return model.to(device()), list(info.get("missing_keys", []))
 
 
 def load_policy(path: str | Path) -> torch.nn.Module:
     """A causal LM from a saved folder, or the base model a pointer folder names; on the GPU when there is one."""
-    return _load(AutoModelForCausalLM, path)
+    return _load(AutoModelForCausalLM, path)[0]
 
 
-def load_reward_model(path: str | Path, tokenizer=None) -> torch.nn.Module:
-    """A sequence-classification model with one scalar output; from a causal LM it gets a fresh head."""
-    model = _load(AutoModelForSequenceClassification, path, num_labels=1)
+class UntrainedRewardHeadError(StageError):
+    """A reward model's score head is not in its checkpoint: its scores would be noise."""
+
+
+def load_reward_model(path: str | Path, tokenizer=None, *, new_head: bool = False) -> torch.nn.Module:
+    """A sequence-classification model with one scalar output.
+
+    `new_head=True` starts a reward model from a causal LM (the head is fresh, as it should be before training).
+    Otherwise every weight must come from the checkpoint: a causal LM given as a judge or a reward would get a
+    random score head, and its scores would be noise, so it is refused.
+    """
+    model, missing = _load(AutoModelForSequenceClassification, path, num_labels=1)
+    if missing and not new_head:
+        raise UntrainedRewardHeadError(
+            f"{path} is not a trained reward model: its checkpoint lacks {', '.join(sorted(missing)[:3])} (a score head "
+            "would be random). Give a sequence-classification model trained as a reward model"
+        )
     if tokenizer is None and model.config.pad_token_id is None:
         tokenizer = load_tokenizer(path)  # a judge from outside the pipeline: batched scoring needs the pad id
     if tokenizer is not None:

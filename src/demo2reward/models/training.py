@@ -62,3 +62,29 @@ def trainer_kwargs(output_dir: str, seed: int, p=None) -> dict:
             kwargs["activation_checkpointing"] = True
             kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}  # what LoRA (frozen inputs) needs
     return kwargs
+
+
+TOO_LONG_TOLERANCE = 0.01  # the fraction of a stage's examples that may exceed its max_length
+
+
+def token_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
+    """Tokens of each conversation as the trainers see it: rendered by the chat template, then tokenised."""
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def check_lengths(what: str, lengths: list[int], max_length: int, key: str) -> dict[str, float]:
+    """Fail with one line when more than TOO_LONG_TOLERANCE of `lengths` exceed `max_length` (the param `key`):
+    TRL would silently truncate them (an SFT example loses its EOS, so the policy never learns to stop) or drop
+    them (a reward model trains on fewer pairs than its metrics say). Return the lengths' figures otherwise."""
+    from demo2reward.core.stage import StageError
+
+    if not lengths:
+        raise StageError(f"{what}: no examples")
+    over = sum(n > max_length for n in lengths)
+    if over > TOO_LONG_TOLERANCE * len(lengths):
+        raise StageError(
+            f"{what}: {over} of {len(lengths)} ({over / len(lengths):.0%}) are longer than {key} = {max_length} tokens "
+            f"(longest {max(lengths)}); raise {key}, or drop long rows (task.<name>.max_prompt_chars / max_response_chars)"
+        )
+    return {"tokens_max": float(max(lengths)), "tokens_over_max_length": float(over)}

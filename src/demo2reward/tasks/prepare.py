@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 
 from demo2reward.core.artifacts import atomic_dir, read_jsonl, write_jsonl
-from demo2reward.core.conversation import prompt_text, response_text
+from demo2reward.core.conversation import assistant_turns, prompt_text, response_text
 from demo2reward.core.params import Params, TaskParams
-from demo2reward.models.modeling import build_causal_lm, train_tokenizer, write_base_pointer
+from demo2reward.models.modeling import build_causal_lm, load_tokenizer, train_tokenizer, write_base_pointer
+from demo2reward.models.training import check_lengths, token_lengths
 from demo2reward.tasks.real import TASK_CONFIGS, RealTaskConfig, load_task_rows, write_task_files
 from demo2reward.tasks.synthetic import build_task
 
@@ -53,9 +54,26 @@ def prepare(params: Params, data_out: Path, model_out: Path) -> dict[str, float]
                 ]
             else:
                 counts.update(build_real_task(params.task, tmp))
-        if params.model.name_or_path is None:
-            tokenizer = train_tokenizer(texts)
-            build_causal_lm(params.model, tokenizer, params.seed).save_pretrained(model_tmp)
-            tokenizer.save_pretrained(model_tmp)
-            counts["vocab_size"] = len(tokenizer)
+            if params.model.name_or_path is None:
+                tokenizer = train_tokenizer(texts)
+                build_causal_lm(params.model, tokenizer, params.seed).save_pretrained(model_tmp)
+                tokenizer.save_pretrained(model_tmp)
+                counts["vocab_size"] = len(tokenizer)
+            counts.update(check_task_lengths(params, load_tokenizer(model_tmp), read_jsonl(tmp / "train.jsonl")))
     return counts
+
+
+def check_task_lengths(params: Params, tokenizer, demos: list[dict]) -> dict[str, float]:
+    """The demonstrations' token lengths against every trainer's max_length, before any training: SFT trains on
+    prompt + demonstration; the RM and SPIN on pairs whose other side is a sample of up to max_new_tokens tokens.
+    More than 1% too long fails here with one line naming the param."""
+    prompts = [d["prompt"] for d in demos]
+    full = token_lengths(tokenizer, [d["prompt"] + d["completion"] for d in demos])
+    empty = token_lengths(tokenizer, [x + assistant_turns([""])[0] for x in prompts])  # the template around an answer
+    figures = {}
+    for section, new_tokens in (("sft", None), ("reward", params.rollout.max_new_tokens), ("spin", params.spin.max_new_tokens)):
+        lengths = full if new_tokens is None else [max(f, e + new_tokens) for f, e in zip(full, empty, strict=True)]
+        key = f"{section}.max_length"
+        checked = check_lengths(f"prepare: {section} examples", lengths, getattr(params, section).max_length, key)
+        figures |= {f"{section}_{k}": v for k, v in checked.items()}
+    return figures
