@@ -115,7 +115,7 @@ def test_too_long_examples_fail_with_the_param_named(tiny_model_dir, tmp_path):
         train_language_model(tiny_model_dir, rows, SFTParams(), tmp_path / "sft", 0, max_length=16)
     assert not (tmp_path / "sft").exists()
     pairs = [{"prompt": _conv("user", "cat"), "chosen": _conv("assistant", "dog " * 30), "rejected": _conv("assistant", "sun")}]
-    with pytest.raises(StageError, match="reward.max_length = 16"):
+    with pytest.raises(StageError, match=r"reward\.max_length = 16"):
         fit_reward_model(tiny_model_dir, tiny_model_dir, pairs * 8, RewardParams(), tmp_path / "rm", seed=0, max_length=16)
 
 
