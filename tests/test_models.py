@@ -131,6 +131,7 @@ def test_rl_completions_are_scored_as_the_reward_model_was_trained(tmp_path):
     prompt = _conv("user", "POST: x\n\nTL;DR:")[0]
     trained = tok.apply_chat_template([prompt, {"role": "assistant", "content": "a summary"}], tokenize=False)
     rl = [{"role": "assistant", "content": " a summary"}]  # as TRL hands it to a reward function
+    assert tok.apply_chat_template([prompt, *rl], tokenize=False).endswith("TL;DR:  a summary" + EOS)  # the bug
     assert tok.apply_chat_template([prompt, *as_generated([rl])[0]], tokenize=False) == trained
     assert trained == "POST: x\n\nTL;DR: a summary" + EOS
 

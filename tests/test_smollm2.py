@@ -23,13 +23,12 @@ from tests.test_real_tasks import msg, write_parquet
 
 pytestmark = pytest.mark.slow
 MODEL = ROOT / ".cache" / "smollm2-135m-instruct"
-NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
 
 
 def _qa(i: int) -> tuple[str, str]:
-    """Short questions with short answers, so that a fine-tuned chat model learns to stop."""
-    a, b = i % 7 + 1, i % 5 + 1
-    return f"What is {a} plus {b}? Answer in one short sentence.", f"{a} plus {b} is {NUMBERS[a + b]}."
+    """Short questions with short answers (distinct for every i), so that a fine-tuned chat model learns to stop."""
+    a, b = i % 10, i // 10
+    return f"What is {a} plus {b}? Answer in one short sentence.", f"{a} plus {b} is {a + b}."
 
 
 def ultrachat_fixtures(root: Path) -> dict[str, str]:
