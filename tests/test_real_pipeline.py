@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from demo2reward.core.artifacts import read_jsonl
 from demo2reward.core.params import ParamsError, parse_params
@@ -41,8 +41,9 @@ ZEPHYR_LIKE_TEMPLATE = (  # a base that brings its own chat template (as zephyr-
 )
 
 
-def make_base(out: Path, texts: list[str], chat_template: str | None = None) -> Path:
-    """A tiny Llama saved like a hub model, with a byte-level BPE tokenizer trained on `texts`."""
+def make_base(out: Path, texts: list[str], chat_template: str | None = None, architecture: str = "llama") -> Path:
+    """A tiny Llama (or GPT-NeoX, Pythia's architecture) saved like a hub model, with a byte-level BPE tokenizer
+    trained on `texts`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -52,19 +53,27 @@ def make_base(out: Path, texts: list[str], chat_template: str | None = None) -> 
     if chat_template:
         tokenizer.chat_template = chat_template
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(out)
+    sizes = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    sizes |= {"num_attention_heads": 2, "max_position_embeddings": 256}
+    ids = {"eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.eos_token_id}
+    if architecture == "gpt_neox":
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(**sizes, **ids))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**sizes, num_key_value_heads=2, **ids))
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    return out
+
+
+def make_judge(base: Path, out: Path) -> Path:
+    """A sequence-classification model saved with its score head, as a third-party reward model is."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(1)
+    judge = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    judge.config.pad_token_id = judge.config.eos_token_id
+    judge.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out
 
 
@@ -87,11 +96,13 @@ def real_params(task: str, sources: dict[str, str], base: Path, judge: Path) -> 
     params = merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text()))
     overrides = {
         "task": {"name": task, task: {**sources, "n_train": 16, "n_heldout": 8, "n_heldout_pairs": 8}},
-        "model": {"name_or_path": str(base), "max_position_embeddings": 128},
+        "model": {"name_or_path": str(base)},
+        "sft": {"max_length": 128},
+        "reward": {"max_length": 128},
         "evaluate": {"judge": "reward_model", "judge_reward_model": str(judge), "max_new_tokens": 8, "batch_size": 16},
         "rollout": {"per_prompt": 2, "max_new_tokens": 8},
         "policy": {"max_new_tokens": 8},
-        "spin": {"max_new_tokens": 8},
+        "spin": {"max_new_tokens": 8, "max_length": 128},
     }
     # One seed, the plain IRL track and one iteration are enough here.
     overrides |= {"seeds": [0], "irl_tracks": ["irl"], "iterations": [{"k": 1, "prev": "../sft"}]}
@@ -301,10 +312,10 @@ def test_prepare_names_an_unreachable_dataset_and_missing_columns(tmp_path):
 @pytest.mark.slow
 def test_tldr_runs_end_to_end_on_local_files(tmp_path):
     texts = [tldr_prompt("relationships", f"Title {i}", f"Post body {i}.\nSecond line.") + f" summary {i}" for i in range(40)]
-    base = make_base(tmp_path / "pythia-like", texts)  # no chat template, no pad token
+    base = make_base(tmp_path / "pythia-like", texts, architecture="gpt_neox")  # no chat template, no pad token
     ws = tmp_path / "ws"
     ws.mkdir()
-    repro_evaluations(ws, real_params("tldr", tldr_sources(tmp_path / "src"), base, base))
+    repro_evaluations(ws, real_params("tldr", tldr_sources(tmp_path / "src"), base, make_judge(base, tmp_path / "judge")))
     _check_real_run(ws)
 
     train = read_jsonl(ws / "data/task/train.jsonl")
@@ -331,7 +342,8 @@ def test_ultrachat_runs_end_to_end_on_local_files(tmp_path):
     base = make_base(tmp_path / "zephyr-like", texts, ZEPHYR_LIKE_TEMPLATE)
     ws = tmp_path / "ws"
     ws.mkdir()
-    repro_evaluations(ws, real_params("ultrachat", ultrachat_sources(tmp_path / "src"), base, base))
+    judge = make_judge(base, tmp_path / "judge")
+    repro_evaluations(ws, real_params("ultrachat", ultrachat_sources(tmp_path / "src"), base, judge))
     _check_real_run(ws)
 
     train = read_jsonl(ws / "data/task/train.jsonl")
