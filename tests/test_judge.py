@@ -229,6 +229,13 @@ def _expected(n: int) -> list[float]:
         ("A or B", None),
         ("Both are fine.", None),
         ("C", None),
+        ("Assistant A gives a clearer answer, so it wins.\n\n[[A]]", "A"),  # FastChat's format
+        ("Both are close. [[C]]", "C"),  # a tie the judge gave
+        ("At first [[A]] seemed right, but my final verdict: [[B]]", "B"),
+        ('{"winner": "B", "reason": "more accurate"}', "B"),
+        ("Assistant A is better than Assistant B.", "A"),
+        ("Response B.", "B"),
+        ("Assistant A and Assistant B are both fine.", None),
     ],
 )
 def test_parse_verdict(text, verdict):
@@ -261,8 +268,8 @@ def test_equal_responses_and_unparsable_answers_tie(server, config):
     assert scores == [0.5] and usage["requests"] == 1  # both orders are one and the same call
     server.mode = "garbage"
     questions, answers, references = _pairs(4)
-    scores, usage = PairwiseJudge(config).win_rates(questions, answers, references)
-    assert scores == [0.5] * 4 and usage["unparsed"] == 8 and usage["position_inconsistent"] == 0
+    with pytest.raises(JudgeError, match=r"8 of 8 judge replies held no A/B verdict .* one of them: "):
+        PairwiseJudge(config).win_rates(questions, answers, references)
 
 
 def test_retries_recover_from_429_and_500(server, config):
@@ -465,8 +472,8 @@ def test_grader_sends_system_prompt_rates_and_caches(server, config):
 
 def test_grader_counts_unparsable_and_shares_the_cache_file(server, config):
     server.mode = "garbage"
-    ratings, _, usage = SingleAnswerGrader(config).grade(_grading(3, system=None))
-    assert ratings == [-1.0] * 3 and usage["unparsed"] == 3 and usage["graded"] == 0
+    with pytest.raises(JudgeError, match=r"3 of 3 judge replies held no \[\[rating\]\]"):
+        SingleAnswerGrader(config).grade(_grading(3, system=None))
     assert all(len(b["messages"]) == 1 for b in server.graded)  # no system prompt, no system message
     server.mode = "longer"
     PairwiseJudge(config).win_rates(*_pairs(1))

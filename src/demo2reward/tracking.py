@@ -55,6 +55,46 @@ def pipeline_key() -> str:
     return f"{os.environ.get('DVC_EXP_NAME', '')}:{owner.pid}-{int(owner.create_time() * 1000)}"
 
 
+OWNER_TAG = "demo2reward.owner"  # pid-start time of the process that runs a stage's child run
+
+
+def _process_key(pid: int) -> str:
+    import psutil
+
+    return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
+
+
+def _alive(process_key: str) -> bool:
+    """Whether the process `pid-start time` still runs (a pid alone may have been reused)."""
+    import psutil
+
+    pid, _, started = process_key.rpartition(":")[2].partition("-")
+    try:
+        return _process_key(int(pid)) == f"{pid}-{started}"
+    except (ValueError, psutil.Error):
+        return False
+
+
+def close_orphans(client, exp_id: str) -> int:
+    """Close the runs that a killed stage or an interrupted `dvc repro` left RUNNING, whose process is gone: a child
+    run as KILLED; a pipeline run as FINISHED, or FAILED if one of its stages failed or was killed."""
+    closed = 0
+    running = client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    for run in sorted(running, key=lambda r: r.data.tags.get(ROLE_TAG) != "stage"):  # children first
+        tags = run.data.tags
+        owner = tags.get(OWNER_TAG) if tags.get(ROLE_TAG) == "stage" else tags.get(PIPELINE_TAG)
+        if not owner or _alive(owner):
+            continue
+        if tags.get(ROLE_TAG) == "stage":
+            status = "KILLED"
+        else:
+            children = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+            status = "FAILED" if any(c.info.status in ("FAILED", "KILLED") for c in children) else "FINISHED"
+        client.set_terminated(run.info.run_id, status=status)
+        closed += 1
+    return closed
+
+
 def flatten(d: Mapping, prefix: str = "") -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in d.items():
@@ -108,6 +148,7 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    close_orphans(client, exp_id)
     key = pipeline_key()
     found = client.search_runs(
         [exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' AND tags.`{ROLE_TAG}` = 'pipeline'", max_results=1
@@ -123,7 +164,13 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     child = client.create_run(
         exp_id,
         run_name=stage,
-        tags={"mlflow.parentRunId": parent_id, PIPELINE_TAG: key, ROLE_TAG: "stage", "stage": stage},
+        tags={
+            "mlflow.parentRunId": parent_id,
+            PIPELINE_TAG: key,
+            ROLE_TAG: "stage",
+            "stage": stage,
+            OWNER_TAG: _process_key(os.getpid()),
+        },
     )
     run = StageRun(client, parent_id, child.info.run_id)
     if params:

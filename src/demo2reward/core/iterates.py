@@ -56,7 +56,7 @@ def skip_track(out: str | Path, reason: str) -> dict[str, float]:
     """Write `out` as a skipped track (DVC's static graph still expects the folder) and return its metrics."""
     from demo2reward.core.artifacts import atomic_dir
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest=True) as tmp:
         (tmp / SKIPPED).write_text(reason + "\n")
     return {"skipped": 1.0}
 

@@ -301,7 +301,10 @@ class EvaluateParams(Section):
         "or a local reward model (win_rate_vs_demos_rm); none = no win rate on a real task (smoke runs).",
     )
     judge_reward_model: str | None = Field(None, description="Path of the sequence-classification judge (judge: reward_model).")
-    llm: LLMJudgeParams = LLMJudgeParams()
+    judge_trust_remote_code: bool = Field(
+        False, description="Let the judge model run its own code (a file in its folder never can grant this)."
+    )
+    llm: LLMJudgeParams = Field(default_factory=LLMJudgeParams, description="The LLM judge: any OpenAI-compatible endpoint.")
 
     @model_validator(mode="after")
     def _judge_model_given(self) -> EvaluateParams:
@@ -442,14 +445,15 @@ class Params(Section):
 
 
 def _format(err: ValidationError) -> str:
-    lines = []
+    """One line: `invalid params: policy.beta: must be > 0; polciy: unknown key`."""
+    problems = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"  {key}: {msg}" if e["loc"] else f"  {msg}")
-    return "invalid params:\n" + "\n".join(lines)
+        problems.append(f"{key}: {msg}" if key else msg)
+    return "invalid params: " + "; ".join(problems)
 
 
 def parse_params(raw: dict) -> Params:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from demo2reward.core.artifacts import DataFileError, write_json
+from demo2reward.core import consent
+from demo2reward.core.artifacts import DataFileError, clean_scratch, write_json
 from demo2reward.core.params import Params, ParamsError, load_params
 
 
@@ -48,9 +50,12 @@ class Recorder:
         step: int | None = None,
         prefix: str = "",
     ) -> Mapping[str, float]:
-        """Write `metrics` to `path`, log them on the stage's run and, with `step`, on the pipeline run under `prefix`."""
+        """Write `metrics` to `path`, log them on the stage's run and, with `step`, on the pipeline run under `prefix`.
+
+        Timings (`*_runtime_s`) go to MLflow only: the metrics files are outputs, and must be byte-reproducible.
+        """
         if path is not None:
-            write_json(path, dict(metrics))
+            write_json(path, {k: v for k, v in metrics.items() if not k.endswith("_runtime_s")})
         self.run.log_metrics(metrics)
         if step is not None:
             self.run.log_pipeline_metrics(metrics, step=step, prefix=prefix)
@@ -58,6 +63,10 @@ class Recorder:
 
     def __getattr__(self, name):
         return getattr(self.run, name)
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
@@ -82,10 +91,14 @@ def stage(
     except ParamsError as err:
         print(f"{name}: {err}", file=sys.stderr)
         sys.exit(2)
+    # `kill` (SIGTERM) unwinds like Ctrl-C: scratch folders are removed and the MLflow run is marked failed.
+    signal.signal(signal.SIGTERM, _terminate)
+    clean_scratch()  # what killed stages left behind
     if seed is not None and seed not in params.seeds:
         print(f"{name}: seed {seed} is not in params seeds {params.seeds}", file=sys.stderr)
         sys.exit(2)
     seed = params.seed if seed is None else seed
+    consent.grant(params.model.trust_remote_code)
     if torch:
         set_threads_and_seed(params.threads, seed)
     else:

@@ -16,6 +16,7 @@ end up in a repr, a params file, MLflow or an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -130,10 +131,49 @@ class JudgeConfig:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
 
 
+_BRACKETED = re.compile(r"\[\[([ABC])\]\]")  # FastChat's pairwise judges end with [[A]], [[B]] or [[C]] (a tie)
+_NAMED_BETTER = re.compile(
+    r"\b(?:assistant|response|answer|output)\s+([AB])\b"
+    r"(?=[^.\n]{0,40}\b(?:is|was)\s+(?:better|more|the better|superior|preferred))",
+    re.IGNORECASE,
+)
+_NAMED = re.compile(r"\b(?:assistant|response|answer|output)\s+([AB])\b", re.IGNORECASE)
+UNPARSED_TOLERANCE = 0.05  # more unparsed verdicts than this fraction fail the evaluation
+
+
 def parse_verdict(text: str | None) -> str | None:
-    """'A' or 'B' when the judge's answer is exactly one of them (give or take markup), else None (a tie for that call)."""
-    m = _VERDICT.fullmatch((text or "").strip(_STRIP))
-    return m.group(1).upper() if m else None
+    """'A' or 'B' (or 'C', a tie the judge gave) from a judge's answer, else None (no verdict).
+
+    The formats judges use: a bare letter with markup ("**A**", "Verdict: B"); FastChat's "[[A]]" / "[[B]]" / "[[C]]"
+    after an explanation (the last one counts); JSON such as {"winner": "A"}; and prose that names one response only
+    ("Assistant A is better", "Response B").
+    """
+    text = (text or "").strip()
+    if m := _VERDICT.fullmatch(text.strip(_STRIP)):
+        return m.group(1).upper()
+    if brackets := _BRACKETED.findall(text):
+        return brackets[-1]
+    with contextlib.suppress(ValueError, AttributeError):
+        obj = json.loads(text)
+        for key in ("winner", "verdict", "better", "choice", "answer"):
+            value = str(obj.get(key, "")).strip(_STRIP).upper()
+            if value in ("A", "B"):
+                return value
+    if better := {m.upper() for m in _NAMED_BETTER.findall(text)}:
+        return better.pop() if len(better) == 1 else None
+    named = {m.upper() for m in _NAMED.findall(text)}
+    return named.pop() if len(named) == 1 else None
+
+
+def check_parsed(unparsed: int, total: int, texts: Sequence[str | None], what: str) -> None:
+    """Fail when more than UNPARSED_TOLERANCE of the judge's replies held no verdict: the numbers would otherwise
+    be ties (or missing ratings) that the judge never gave. Cached replies stay cached for the rerun."""
+    if total and unparsed > UNPARSED_TOLERANCE * total:
+        sample = next((t for t in texts if t), "")
+        raise JudgeError(
+            f"{unparsed} of {total} judge replies held no {what} (more than {UNPARSED_TOLERANCE:.0%}); one of them: "
+            f"{sample[:160]!r}. Use a judge model that follows the prompt (evaluate.llm.model)"
+        )
 
 
 def parse_rating(text: str | None) -> float:
@@ -148,8 +188,8 @@ def parse_rating(text: str | None) -> float:
 
 
 def _first_wins(verdict: str | None, slot: str) -> float:
-    """1 if the verdict names the slot that holds the first response, 0 if the other slot, 0.5 if no verdict."""
-    return 0.5 if verdict is None else float(verdict == slot)
+    """1 if the verdict names the slot that holds the first response, 0 if the other slot, 0.5 for a tie."""
+    return 0.5 if verdict in (None, "C") else float(verdict == slot)
 
 
 def cache_key(model: str, question: str, first: str, second: str) -> str:
@@ -461,6 +501,9 @@ class PairwiseJudge(CachedChat):
             if forward != swapped and 0.5 not in (forward, swapped):
                 inconsistent += 1
         usage["unparsed"] = sum(v is None for v in verdicts)
+        check_parsed(
+            usage["unparsed"], len(verdicts), [t for t, v in zip(texts, verdicts, strict=True) if v is None], "A/B verdict"
+        )
         usage["position_inconsistent"] = inconsistent
         usage["ties"] = sum(s == 0.5 for s in scores)
         usage["cost_usd"] = self._cost(usage)
@@ -497,6 +540,8 @@ class SingleAnswerGrader(CachedChat):
         ratings = [parse_rating(t) for t in texts]
         usage["unparsed"] = sum(r == UNPARSED_RATING for r in ratings)
         usage["graded"] = len(ratings) - usage["unparsed"]
+        if ratings and usage["graded"] == 0:  # FastChat leaves a few unrated answers out; none rated is no score
+            check_parsed(usage["unparsed"], len(ratings), texts, "[[rating]]")
         log.info(
             "graded %d answers with %s: %d unparsed, %d requests, %d cache hits, %d retries, $%.4f",
             len(ratings),

@@ -24,8 +24,9 @@ def _pair_accuracy(chosen_scores: np.ndarray, rejected_scores: np.ndarray) -> fl
 class RewardModelJudge:
     """A local sequence-classification model as judge: the answer wins if it scores above the reference."""
 
-    def __init__(self, path: str | Path):
-        self.model, self.tokenizer = load_reward_model(path), load_tokenizer(path)
+    def __init__(self, path: str | Path, trust_remote_code: bool = False):
+        self.model = load_reward_model(path, trust_remote_code=trust_remote_code)
+        self.tokenizer = load_tokenizer(path, trust_remote_code)
 
     def win_rates(self, prompts: list[list[dict]], answers: list[str], references: list[str]) -> tuple[list[float], dict]:
         """Per prompt (the whole dialogue so far, rendered by the judge's own template): 1, ½ or 0."""
@@ -37,7 +38,7 @@ class RewardModelJudge:
 def build_judge(p: EvaluateParams, root: Path):
     """The extra win-rate judge of `evaluate.judge`, checked before any generation; None for the oracle alone."""
     if p.judge == "reward_model":
-        return RewardModelJudge(p.judge_reward_model)
+        return RewardModelJudge(p.judge_reward_model, p.judge_trust_remote_code)
     if p.judge == "llm":
         from demo2reward.evaluation.judge import PairwiseJudge, judge_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from demo2reward.core.artifacts import read_jsonl, write_jsonl
+from demo2reward.core.artifacts import DataFileError, read_jsonl, write_jsonl
 from demo2reward.core.conversation import response_text
 
 
@@ -34,6 +34,9 @@ def pool_pairs(previous: list[dict], new: list[dict], accumulate: bool) -> list[
 def pair_iterate(rollouts_path: Path, previous_pool: Path, accumulate: bool, out: Path) -> dict[str, int]:
     """Write iterate k's pair pool to `out`: its new pairs, after iterate k-1's pool when `accumulate`."""
     new, stats = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
-    previous = read_jsonl(previous_pool, required=("prompt", "chosen", "rejected"))
-    stats["pool"] = write_jsonl(out, pool_pairs(previous, new, accumulate))
+    previous = read_jsonl(previous_pool, required=("prompt", "chosen", "rejected"), allow_empty=True)  # iterate 0's is empty
+    pool = pool_pairs(previous, new, accumulate)
+    if not pool:
+        raise DataFileError(f"{rollouts_path}: no pairs: every rollout equals its demonstration (sample hotter)")
+    stats["pool"] = write_jsonl(out, pool)
     return stats

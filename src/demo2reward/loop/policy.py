@@ -41,7 +41,7 @@ def improve_iterate(
         reference_set = [(d["prompt"], d["completion"]) for d in demos[: guards.gate_prompts]]
         reference_set += [(r["prompt"], r["completion"]) for r in rollouts]
         reward = {"reward_func": MinOverRewardModels(reward_models, *map(list, zip(*reference_set, strict=True)))}
-    with atomic_dir(iterates.policy(iterate)) as final:
+    with atomic_dir(iterates.policy(iterate), manifest=True) as final:
         candidate = final / "candidate"
         metrics = update_policy(start, reference, prompts, p, candidate, seed, **reward)
         accepted = True

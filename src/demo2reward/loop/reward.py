@@ -55,7 +55,7 @@ def fit_reward_model(
     rng.shuffle(shuffled)
     n_val = int(len(shuffled) * p.validation_fraction)
     val, train = shuffled[:n_val], shuffled[n_val:]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest=True) as tmp:
         config = RewardConfig(
             **trainer_kwargs(str(tmp / "trainer"), seed, p),
             learning_rate=p.learning_rate,
@@ -84,7 +84,7 @@ def fit_reward_model(
             metrics["val_loss"] = float(ev["eval_loss"])
             metrics["val_accuracy"] = float(ev.get("eval_accuracy", preference_accuracy(model, tokenizer, val)))
         metrics.update(_standardise(merge_lora(trainer), tokenizer, train))  # in place, before saving
-        save_trained(trainer, tokenizer, tmp, like=init)
+        save_trained(trainer, tokenizer, tmp)
     # What the trainer kept: RewardTrainer drops pairs longer than max_length.
     metrics.update({"pairs_train": len(trainer.train_dataset), "pairs_val": len(val), **lengths})
     return metrics

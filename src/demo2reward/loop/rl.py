@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
+from demo2reward.core import consent
 from demo2reward.core.artifacts import atomic_dir
 from demo2reward.core.conversation import as_generated
 from demo2reward.core.params import PolicyParams
 from demo2reward.models.generation import score
-from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, lora_config, trust_remote_code
+from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, lora_config
 from demo2reward.models.training import save_trained, trainer_kwargs
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -58,7 +59,7 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokeni
             num_generations=p.num_generations,
             per_device_train_batch_size=p.per_device_batch_size,  # x gradient_accumulation_steps = batch_size
             top_k=0,
-            trust_remote_code=trust_remote_code(reference),
+            trust_remote_code=consent.trusted(),
         )
         # TRL builds the KL reference from the policy's config id; point it at the chosen reference. With LoRA it
         # uses the start policy with the adapter off instead (the params refuse LoRA with a distinct reference).
@@ -112,7 +113,7 @@ def update_policy(
     model = load_policy(start)
     reward_funcs = [reward_func or LearnedReward(reward_model)]
     dataset = Dataset.from_list([{"prompt": x} for x in prompts])
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest=True) as tmp:
         trainer = _trainer(
             p,
             model,
@@ -123,7 +124,7 @@ def update_policy(
             trainer_kwargs(str(tmp / "trainer"), seed, p),
         )
         result = trainer.train()
-        save_trained(trainer, tokenizer, tmp, like=start)
+        save_trained(trainer, tokenizer, tmp)
     logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
     metrics = {"train_runtime_s": float(result.metrics["train_runtime"]), "train_loss": float(result.training_loss)}
     for key in ("reward", "kl", "objective/kl", "objective/rlhf_reward", "completions/mean_length"):

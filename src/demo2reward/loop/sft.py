@@ -20,7 +20,7 @@ def pass_through(init: str | Path, out: str | Path) -> dict[str, float]:
 
     For a real base this copies a base pointer (a few MB: the id and the tokenizer), never the weights.
     """
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest=True) as tmp:
         shutil.copytree(init, tmp, dirs_exist_ok=True)
     return {"skipped": 1.0}
 
@@ -46,7 +46,7 @@ def train_language_model(
         f"{section}.max_length",
     )  # fmt: skip
     model = load_policy(init)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest=True) as tmp:
         config = SFTConfig(
             **trainer_kwargs(str(tmp / "trainer"), seed, p),
             learning_rate=p.learning_rate,
@@ -64,7 +64,7 @@ def train_language_model(
             peft_config=lora_config(getattr(p, "lora", None), "CAUSAL_LM"),
         )
         result = trainer.train()
-        save_trained(trainer, tokenizer, tmp, like=init)
+        save_trained(trainer, tokenizer, tmp)
     return {
         "train_loss": float(result.training_loss),
         "train_runtime_s": float(result.metrics["train_runtime"]),
@@ -78,7 +78,7 @@ def pretrain(init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: 
     A real task writes an empty corpus: its base is already pretrained, so `init` (a base pointer of a few MB,
     not the weights) passes through unchanged.
     """
-    rows = read_jsonl(corpus_path, required=("prompt", "completion"))
+    rows = read_jsonl(corpus_path, required=("prompt", "completion"), allow_empty=True)
     if not rows:
         return pass_through(init, out)
     return train_language_model(init, rows, p, out, seed, max_length, completion_only=False, section="pretrain")

@@ -38,7 +38,7 @@ def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path
     sides = [token_lengths(tokenizer, [q["prompt"] + q[side] for q in pairs]) for side in ("chosen", "rejected")]
     lengths = check_lengths("spin: pairs", [max(c, r) for c, r in zip(*sides, strict=True)], max_length, "spin.max_length")
     model = load_policy(previous)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest=True) as tmp:
         config = DPOConfig(
             **trainer_kwargs(str(tmp / "trainer"), seed, p),
             beta=p.beta,
@@ -57,7 +57,7 @@ def spin_round(previous: Path, pairs: list[dict], p: SpinParams, out: str | Path
             peft_config=lora_config(p.lora, "CAUSAL_LM"),
         )
         result = trainer.train()
-        save_trained(trainer, tokenizer, tmp, like=previous)
+        save_trained(trainer, tokenizer, tmp)
     return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]), **lengths}
 
 

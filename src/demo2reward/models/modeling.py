@@ -2,7 +2,7 @@
 and the loaders every stage uses, so that no stage knows whether it holds a tiny or a hub model.
 
 A real base model (``model.name_or_path``: a hub id or a local folder) is never copied into the pipeline:
-`prepare` writes a *base pointer* folder, ``base_model.json`` (id, revision, dtype, trust_remote_code) plus the
+`prepare` writes a *base pointer* folder, ``base_model.json`` (id, revision, dtype) plus the
 base's tokenizer, prepared for the pipeline (chat template, pad token, left padding). Every loader resolves a
 pointer folder to the base model, so ``models/init`` and ``models/pretrain`` stay a few MB while the weights live
 in the HF cache or the user's folder. The first trained model (SFT) is a full ``save_pretrained`` folder.
@@ -25,6 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from demo2reward.core import consent
+from demo2reward.core.artifacts import verify_manifest
 from demo2reward.core.params import LoRAParams, ModelParams
 from demo2reward.core.stage import StageError
 
@@ -51,7 +53,6 @@ PLAIN_CHAT_TEMPLATE = (
     "{% endfor %}"
 )
 BASE_POINTER = "base_model.json"  # a folder holding this file stands for the base model it names
-LOAD_SETTINGS = "demo2reward_load.json"  # loader settings a saved model inherits from its base (trust_remote_code)
 
 
 class ModelSourceError(StageError):
@@ -116,11 +117,11 @@ def write_base_pointer(p: ModelParams, out: Path) -> dict[str, float]:
 
     The config and tokenizer are fetched now, so an unreachable id fails in `prepare`, before any training.
     """
-    hub = {"revision": p.revision, "trust_remote_code": p.trust_remote_code}
+    hub = {"revision": p.revision, "trust_remote_code": consent.trusted()}
     config = _from_base(AutoConfig, p.name_or_path, **hub)
     tokenizer = prepare_tokenizer(_from_base(AutoTokenizer, p.name_or_path, **hub), p.chat_template)
     tokenizer.save_pretrained(str(out))
-    pointer = {"name_or_path": p.name_or_path, "revision": p.revision, "trust_remote_code": p.trust_remote_code, "dtype": p.dtype}
+    pointer = {"name_or_path": p.name_or_path, "revision": p.revision, "dtype": p.dtype}
     (Path(out) / BASE_POINTER).write_text(json.dumps({**pointer, "model_type": config.model_type}, indent=2) + "\n")
     return {"vocab_size": len(tokenizer)}
 
@@ -129,36 +130,13 @@ def is_base_pointer(path: str | Path) -> bool:
     return (Path(path) / BASE_POINTER).exists()
 
 
-def trust_remote_code(path: str | Path) -> bool:
-    """Whether the model at `path` (a pointer or a saved model) was allowed to run its own code."""
-    for name in (BASE_POINTER, LOAD_SETTINGS):
-        f = Path(path) / name
-        if f.exists():
-            return bool(json.loads(f.read_text()).get("trust_remote_code", False))
-    return False
-
-
-def write_load_settings(like: str | Path, out: str | Path) -> None:
-    """Let a model saved to `out` inherit the loader settings of the model it was trained from."""
-    if trust_remote_code(like):
-        (Path(out) / LOAD_SETTINGS).write_text(json.dumps({"trust_remote_code": True}) + "\n")
-
-
 def _source(path: str | Path) -> tuple[str, dict]:
     """What to pass to from_pretrained for `path`: the base model for a pointer folder, else the folder itself."""
     pointer = Path(path) / BASE_POINTER
     if pointer.exists():
         base = json.loads(pointer.read_text())
-        kwargs = {
-            "revision": base["revision"],
-            "trust_remote_code": base["trust_remote_code"],
-            "dtype": resolve_dtype(base["dtype"]),
-        }
-        return base["name_or_path"], kwargs
-    kwargs = {"dtype": "auto"}  # the dtype it was saved in (float32 for the tiny models)
-    if trust_remote_code(path):
-        kwargs["trust_remote_code"] = True
-    return str(path), kwargs
+        return base["name_or_path"], {"revision": base["revision"], "dtype": resolve_dtype(base["dtype"])}
+    return str(path), {"dtype": "auto"}  # the dtype it was saved in (float32 for the tiny models)
 
 
 def lora_config(p: LoRAParams | None, task_type: str):
@@ -211,24 +189,29 @@ def build_causal_lm(p: ModelParams, tokenizer: PreTrainedTokenizerFast, seed: in
     return AutoModelForCausalLM.from_config(config)
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+def load_tokenizer(path: str | Path, trust_remote_code: bool | None = None) -> PreTrainedTokenizerFast:
     """The tokenizer saved with a model (or a pointer), padding on the left.
 
     transformers does not save `padding_side`, so a reloaded base tokenizer would pad on the right, and batched
     generation would put pad tokens between a prompt and its answer. One from outside the pipeline (a judge reward
     model) without a chat template or a pad token gets the same fallbacks as a base tokenizer (`prepare_tokenizer`).
     """
-    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code(path))
+    verify_manifest(path)
+    trust = consent.trusted() if trust_remote_code is None else trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
     if tokenizer.chat_template is None or tokenizer.pad_token is None:
         prepare_tokenizer(tokenizer)
     tokenizer.padding_side = "left"
     return tokenizer
 
 
-def _load(auto_class, path: str | Path, **kwargs):
+def _load(auto_class, path: str | Path, trust_remote_code: bool | None = None, **kwargs):
     """`auto_class.from_pretrained` for `path`, on the GPU when there is one; also the names of the weights that
-    were missing from the checkpoint (and so initialised at random)."""
+    were missing from the checkpoint (and so initialised at random). Remote code runs only with the params' consent
+    (`core.consent`), or the caller's explicit `trust_remote_code` (a judge's own param)."""
+    verify_manifest(path)
     source, base_kwargs = _source(path)
+    base_kwargs["trust_remote_code"] = consent.trusted() if trust_remote_code is None else trust_remote_code
     loader = _from_base if is_base_pointer(path) else (lambda cls, src, **kw: cls.from_pretrained(src, **kw))
     model, info = loader(auto_class, source, **base_kwargs, **kwargs, output_loading_info=True)
     return model.to(device()), list(info.get("missing_keys", []))
@@ -243,21 +226,23 @@ class UntrainedRewardHeadError(StageError):
     """A reward model's score head is not in its checkpoint: its scores would be noise."""
 
 
-def load_reward_model(path: str | Path, tokenizer=None, *, new_head: bool = False) -> torch.nn.Module:
+def load_reward_model(
+    path: str | Path, tokenizer=None, *, new_head: bool = False, trust_remote_code: bool | None = None
+) -> torch.nn.Module:
     """A sequence-classification model with one scalar output.
 
     `new_head=True` starts a reward model from a causal LM (the head is fresh, as it should be before training).
     Otherwise every weight must come from the checkpoint: a causal LM given as a judge or a reward would get a
     random score head, and its scores would be noise, so it is refused.
     """
-    model, missing = _load(AutoModelForSequenceClassification, path, num_labels=1)
+    model, missing = _load(AutoModelForSequenceClassification, path, trust_remote_code, num_labels=1)
     if missing and not new_head:
         raise UntrainedRewardHeadError(
             f"{path} is not a trained reward model: its checkpoint lacks {', '.join(sorted(missing)[:3])} (a score head "
             "would be random). Give a sequence-classification model trained as a reward model"
         )
     if tokenizer is None and model.config.pad_token_id is None:
-        tokenizer = load_tokenizer(path)  # a judge from outside the pipeline: batched scoring needs the pad id
+        tokenizer = load_tokenizer(path, trust_remote_code)  # a judge from outside: batched scoring needs the pad id
     if tokenizer is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model

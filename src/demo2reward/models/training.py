@@ -25,19 +25,17 @@ def merge_lora(trainer):
     return trainer.model
 
 
-def save_trained(trainer, tokenizer, out: Path, like: str | Path | None = None) -> None:
+def save_trained(trainer, tokenizer, out: Path) -> None:
     """Save the trained model and its tokenizer with save_pretrained; no checkpoints: DVC caches the model.
 
-    A LoRA adapter is merged first; `like` is the model it was trained from, whose loader settings it inherits.
+    A LoRA adapter is merged first, so that every saved model is a plain one.
     """
-    from demo2reward.models.modeling import write_load_settings
-
     merge_lora(trainer)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
-    if like is not None:
-        write_load_settings(like, out)
     shutil.rmtree(out / "trainer", ignore_errors=True)
+    # It pickles the run's settings, temp output_dir included: every rerun would change the folder's hash.
+    (out / "training_args.bin").unlink(missing_ok=True)
 
 
 def trainer_kwargs(output_dir: str, seed: int, p=None) -> dict:

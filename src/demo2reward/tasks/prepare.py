@@ -40,7 +40,7 @@ def build_real_task(task: TaskParams, out: Path) -> dict[str, int]:
 def prepare(params: Params, data_out: Path, model_out: Path) -> dict[str, float]:
     """Write the task's data to `data_out` and the initial model (or base pointer) to `model_out`; return counts."""
     counts: dict[str, float] = {}
-    with atomic_dir(model_out) as model_tmp:  # moved into place last: a failure below leaves no initial model
+    with atomic_dir(model_out, manifest=True) as model_tmp:  # moved into place last: a failure below leaves no initial model
         if params.model.name_or_path is not None:  # first: an unreachable base model fails before any data download
             counts.update(write_base_pointer(params.model, model_tmp))
         with atomic_dir(data_out) as tmp:
