@@ -4,6 +4,9 @@ import argparse
 from pathlib import Path
 
 from demo2reward.core.stage import stage
+from demo2reward.core.warm import run_warm
+
+run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--evals", type=Path, required=True, help="metrics/eval (seed_S/*.json)")

@@ -225,7 +225,8 @@ def test_an_irl_only_knob_reruns_no_baseline(workspace):
     ws, env, _ = workspace
     rerun = _would_run(ws, env, params_change=lambda p: p["reward"].update(learning_rate=0.002))
     assert {f"reward@{s}-{t}-from0" for s in SEEDS for t in TRACKS[:2]} <= rerun
-    assert not {name for name in rerun if name.startswith(("spin@", "oracle@", "evaluate_baselines@", "sft@", "rollout@0"))}
+    assert not {name for name in rerun if name.startswith(("spin@", "oracle@", "evaluate_baselines@", "sft@"))}
+    assert not {name for name in rerun if name.startswith(("rollout@", "pairs@")) and name.endswith("-from0")}
 
 
 def test_editing_the_rl_update_marks_every_policy_stage_and_nothing_upstream(workspace):
@@ -247,7 +248,8 @@ def test_editing_the_rl_update_marks_every_policy_stage_and_nothing_upstream(wor
 def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_path):
     ws, env, _ = workspace
     bad = tmp_path / "demos.jsonl"
-    bad.write_text('{"prompt": [], "completion": []}\n{"prompt": []}\n')
+    ok = {"prompt": [{"role": "user", "content": "a"}], "completion": [{"role": "assistant", "content": "b"}]}
+    bad.write_text(json.dumps(ok) + "\n" + json.dumps({"prompt": ok["prompt"]}) + "\n")
     out = tmp_path / "sft_out"
     proc = _run(
         [
@@ -273,6 +275,119 @@ def test_malformed_demonstrations_fail_clearly_and_write_nothing(workspace, tmp_
     assert proc.returncode != 0
     assert f"{bad}:2: missing column(s) completion" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda p: p.update(foo=1), "foo: unknown key"),
+        (lambda p: p.update(polciy={"beta": 0.5}), "polciy: unknown key"),
+        (lambda p: p["iterations"].append({"k": 4, "prev": "iter_3"}), "iterations: item 3 must be {k: 3, prev: iter_2}"),
+    ],
+    ids=["unknown-key", "misspelt-section", "iterations-gap"],
+)
+def test_params_typos_fail_dvc_repro_fast_with_one_line(workspace, edit, says):
+    ws, env, _ = workspace
+    saved = (ws / "params.yaml").read_text()
+    params = yaml.safe_load(saved)
+    edit(params)
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        start = time.monotonic()
+        proc = _run(["dvc", "repro"], ws, env, check=False)
+        elapsed = time.monotonic() - start
+    finally:
+        (ws / "params.yaml").write_text(saved)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("check_params:")]
+    assert len(lines) == 1 and says in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "Running stage 'prepare'" not in proc.stdout
+    assert elapsed < 6, elapsed  # about 2 s here; torch is never imported
+    _run(["dvc", "repro", "check_params"], ws, env)
+
+
+def test_empty_rollouts_fail_in_the_pairs_stage_with_the_file(workspace, tmp_path):
+    ws, env, _ = workspace
+    empty = tmp_path / "rollouts.jsonl"
+    empty.write_text("")
+    args = ["--seed", "0", "--track", "irl", "--k", "1", "--rollouts", str(empty), "--previous", "data/seed_0/sft"]
+    proc = _run(
+        [sys.executable, "stages/pairs.py", *args, "--out", str(tmp_path / "p.jsonl"), "--metrics", str(tmp_path / "m.json")],
+        ws,
+        env,
+        check=False,
+    )
+    assert proc.returncode == 2 and f"{empty}: empty: no rows" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def _cache_file(ws: Path, out: str, name: str) -> Path:
+    """The DVC cache file of `name` inside the tracked folder `out`."""
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    md5 = next(o["md5"] for st in lock["stages"].values() for o in st.get("outs", []) if o["path"] == out)
+    listing = json.loads((ws / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_text())
+    file_md5 = next(e["md5"] for e in listing if e["relpath"] == name)
+    return ws / ".dvc/cache/files/md5" / file_md5[:2] / file_md5[2:]
+
+
+def test_a_corrupt_cached_model_fails_loudly_and_nothing_poisoned_comes_back(workspace):
+    ws, env, _ = workspace
+    out, stage = "models/seed_0/irl/iter_1/policy", "evaluate@0-irl-from0"
+    metrics = ws / "metrics/eval/seed_0/irl_1.json"
+    clean = metrics.read_text()
+    cached = _cache_file(ws, out, "model.safetensors")
+    good = cached.read_bytes()
+    cached.chmod(0o644)
+    bad = bytearray(good)
+    bad[-100] ^= 0xFF  # one byte of the weights
+    cached.write_bytes(bytes(bad))
+    try:
+        (ws / out / "model.safetensors").unlink()
+        _run(["dvc", "checkout", out], ws, env)  # DVC restores the corrupt copy without a word
+        proc = _run(["dvc", "repro", "-f", "-s", stage], ws, env, check=False)
+        assert proc.returncode != 0
+        errors = [line for line in proc.stderr.splitlines() if "manifest.json" in line]
+        assert len(errors) == 1 and "model.safetensors differs" in errors[0] and out in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        cached.write_bytes(good)
+        (ws / out / "model.safetensors").unlink()
+        _run(["dvc", "checkout", out], ws, env)
+    _run(["dvc", "repro"], ws, env)
+    assert metrics.read_text() == clean  # no poisoned metrics from the run-cache
+
+
+def test_killed_stages_leave_nothing_and_a_rerun_is_byte_identical(workspace):
+    """SIGTERM and SIGKILL in the middle of a policy update, then resume; forced reruns reproduce every hash."""
+    import signal
+
+    ws, env, _ = workspace
+    lock = (ws / "dvc.lock").read_text()
+    stage = "policy@0-irl-from0"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen(
+            ["dvc", "repro", "-f", "-s", stage], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((ws / ".tmp").glob("*-policy-*")):
+            time.sleep(0.2)
+        assert list((ws / ".tmp").glob("*-policy-*")), "the stage never started writing"
+        stage_pids = [int(p) for p in _run(["pgrep", "-f", "stages/policy.py"], ws, env).stdout.split()]
+        for pid in stage_pids:
+            os.kill(pid, sig)
+        proc.wait(timeout=120)
+        assert not list(ws.glob("models/**/.tmp-*")) and not list(ws.glob("models/**/*-policy-*"))
+    _run(["dvc", "repro"], ws, env)  # resume: the killed stage reruns, and a later stage cleans up after SIGKILL
+    assert not list((ws / ".tmp").iterdir())
+    for name in ("prepare", "pretrain", "sft@0", "rollout@0-irl-from0", "reward@0-irl-from0", "spin@0-from0"):
+        _run(["dvc", "repro", "-f", "-s", name], ws, env)
+    _run(["dvc", "repro"], ws, env)
+    assert (ws / "dvc.lock").read_text() == lock
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("demo2reward")
+    assert not client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
 
 
 def test_invalid_params_stop_before_any_compute(workspace, tmp_path):

@@ -133,9 +133,6 @@ class StageRun:
         if batch:
             self.client.log_batch(self.parent_id, metrics=batch)
 
-    def finish_pipeline(self) -> None:
-        self.client.set_terminated(self.parent_id, status="FINISHED")
-
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping | None = None) -> Iterator[StageRun]:
@@ -155,6 +152,7 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     )
     if found:
         parent_id = found[0].info.run_id
+        client.update_run(parent_id, status="RUNNING")
     else:
         name = pipeline_name(params_digest)
         parent = client.create_run(
@@ -187,6 +185,8 @@ def stage_run(stage: str, experiment: str, params_digest: str, params: Mapping |
     finally:
         run.log_metrics({"stage_seconds": time.perf_counter() - start})
         client.set_terminated(child.info.run_id, status=status)
+        # The pipeline run is RUNNING while one of its stages runs, so it is never left RUNNING after the repro.
+        client.set_terminated(parent_id, status=status)
 
 
 COMPARED = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean", "summary/reward_recovery_ratio")
@@ -239,7 +239,7 @@ if __name__ == "__main__":
 
 def mirror_report(run: StageRun, summary: Mapping[str, float], agg: Mapping[str, Mapping[int, Mapping]]) -> None:
     """The report's seed means on the pipeline run (IRL's unprefixed, SFT at step 0), so that the MLflow UI
-    compares experiments by them; then the pipeline run is finished."""
+    compares experiments by them."""
     from demo2reward.evaluation.report import CURVES, final_k
 
     run.log_metrics(summary)
@@ -248,4 +248,3 @@ def mirror_report(run: StageRun, summary: Mapping[str, float], agg: Mapping[str,
             means = {c: m[c] for c in (*CURVES, "kl_to_sft", "proxy_reward_mean") if c in m}
             run.log_pipeline_metrics(means, step=k, prefix="" if track in ("sft", "irl") else f"{track}/")
     run.log_pipeline_metrics(summary, step=final_k(agg, "irl") or 0, prefix="summary/")
-    run.finish_pipeline()

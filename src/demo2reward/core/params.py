@@ -370,7 +370,11 @@ class Params(Section):
         min_length=1,
         description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper) and with policy.guards.",
     )
-    threads: int = Field(2, ge=1, description="CPU threads per stage.")
+    threads: int | Literal["auto"] = Field(
+        "auto",
+        description="CPU threads per stage; auto = the cores this process may use, divided among the stages running "
+        "at that moment (parallel queued experiments), so that threads never outnumber cores.",
+    )
     task: TaskParams = Field(default_factory=TaskParams, description="`prepare`: the task and its data.")
     model: ModelParams = Field(default_factory=ModelParams, description="`prepare`: the base of the policy and the reward model.")
     pretrain: PretrainParams = Field(default_factory=PretrainParams, description="`pretrain`: the embedded task's base model.")

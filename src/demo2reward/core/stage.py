@@ -23,11 +23,26 @@ class StageError(RuntimeError):
     """A stage cannot run with what it was given (missing input, unreachable service, ...)."""
 
 
+def resolve_threads(threads: int | str) -> int:
+    """`threads: auto`: the usable cores divided by the stage processes running now (this one included)."""
+    if threads != "auto":
+        return int(threads)
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    running = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info["cmdline"] or []
+        running += any(a.endswith(".py") and Path(a).parent.name == "stages" for a in argv[1:2])
+    return max(1, cores // max(1, running))
+
+
 def set_threads_and_seed(threads: int, seed: int) -> None:
     """What transformers.set_seed does, without its import chain (peft, torch.distributed: ~5 s per stage)."""
     import numpy as np
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: no spinning against other stages
     random.seed(seed)
     np.random.seed(seed)
     import torch
@@ -100,7 +115,7 @@ def stage(
     seed = params.seed if seed is None else seed
     consent.grant(params.model.trust_remote_code)
     if torch:
-        set_threads_and_seed(params.threads, seed)
+        set_threads_and_seed(resolve_threads(params.threads), seed)
     else:
         import numpy as np
 
