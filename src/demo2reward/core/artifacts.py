@@ -73,6 +73,7 @@ def atomic_dir(path: str | Path, manifest: bool = False) -> Iterator[Path]:
         yield tmp
         if manifest:
             write_manifest(tmp)
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would be the output's mode
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
@@ -89,10 +90,17 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would be the output's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sha256(path: Path) -> str:
