@@ -80,6 +80,15 @@ class Recorder:
         return getattr(self.run, name)
 
 
+def _process_started() -> float:
+    """When this stage's process started (the waiting script's, when it runs in the warm server)."""
+    if started := os.environ.get("DEMO2REWARD_STARTED"):
+        return float(started)
+    import psutil
+
+    return psutil.Process().create_time()
+
+
 def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -127,7 +136,7 @@ def stage(
     logged = {s: getattr(params, s).model_dump(mode="json") for s in sections}
     logged["seed"] = seed
     try:
-        with stage_run(name, params.tracking.experiment, params.digest(), logged) as run:
+        with stage_run(name, params.tracking.experiment, params.digest(), logged, started=_process_started()) as run:
             yield params, Recorder(run)
     except (DataFileError, StageError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)

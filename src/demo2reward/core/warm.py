@@ -29,6 +29,7 @@ from pathlib import Path
 
 IDLE_S = 120
 CHILD_ENV = "DEMO2REWARD_WARM_CHILD"  # set in a forked child, so that its run_warm() returns at once
+STARTED_ENV = "DEMO2REWARD_STARTED"  # when the stage's own process started, for the start-up time it logs
 PRELOAD = (  # what every torch stage imports; demo2reward itself is imported fresh by each child
     "import numpy, torch, transformers, datasets, accelerate, peft, trl, mlflow, mlflow.tracking, psutil, yaml, pydantic",
     "from trl import SFTTrainer, RewardTrainer, DPOTrainer, RLOOTrainer, GRPOTrainer",
@@ -68,6 +69,7 @@ def run_warm() -> None:
     """Run this stage script in the warm server and exit with its code; return (run cold) when that is not possible."""
     if os.environ.get(CHILD_ENV) or os.environ.get("DEMO2REWARD_WARM", "1") == "0" or not hasattr(socket, "AF_UNIX"):
         return
+    os.environ.setdefault(STARTED_ENV, str(time.time()))
     cwd = os.getcwd()
     path = _socket_path(cwd)
     conn = _connect(path) or _start_server(path, cwd)
