@@ -300,8 +300,75 @@ def bench_pipeline(ws: Path, seeds: list[int] | None = None, fresh: bool = True)
         "peak_rss_gib": round(peak_rss_gib, 3),
         "stage_seconds": dict(sorted(stages.items())),
         "stage_seconds_sum": round(sum(stages.values()), 1),
+        "wall_over_stage_seconds": round(wall / max(sum(stages.values()), 1e-9), 2),
         "noop_repro_s": bench_noop_repro(ws, []),
     }
+
+
+def _stage_runs(ws: Path, since_ms: int) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(load_params(ws / "params.yaml").tracking.experiment)
+    return client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`demo2reward.role` = 'stage' AND attributes.start_time >= {since_ms}",
+        max_results=5000,
+    )
+
+
+def bench_stage_overhead(ws: Path, stage: str = "pairs@0-irl-from0", repeats: int = 5) -> dict:
+    """End-to-end seconds of `dvc repro -f -s <stage>` for a stage that computes almost nothing, warm and cold, with
+    the breakdown: DVC's own work (the rest), interpreter and imports (`startup_s`), MLflow set-up, the stage's work."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = {}
+    for mode, warm in (("warm", "1"), ("cold", "0")):
+        walls, parts = [], {"startup_s": [], "mlflow_setup_s": [], "stage_seconds": []}
+        for i in range(repeats + 1):  # the first warm run may start the server: not counted
+            since_ms = int(time.time() * 1000)
+            run_env = {**env, "DEMO2REWARD_WARM": warm}
+            started = time.perf_counter()
+            subprocess.run(["dvc", "repro", "-f", "-s", stage], cwd=ws, env=run_env, check=True, capture_output=True)
+            wall = time.perf_counter() - started
+            if i == 0:
+                continue
+            walls.append(wall)
+            run = _stage_runs(ws, since_ms)[0]
+            for key in parts:
+                parts[key].append(run.data.metrics.get(key, 0.0))
+        row = {"end_to_end_s": round(statistics.median(walls), 3)}
+        row |= {k: round(statistics.median(v), 3) for k, v in parts.items()}
+        row["dvc_s"] = round(row["end_to_end_s"] - row["startup_s"] - row["mlflow_setup_s"] - row["stage_seconds"], 3)
+        out[mode] = row
+        print(f"  {stage} {mode}: {row}", flush=True)
+    return {"stage": stage, "repeats": repeats, **out}
+
+
+def bench_parallel_queue(seeds: tuple[int, ...] = (0,)) -> dict:
+    """Two one-seed experiments (two task worlds, so that nothing is shared), queued and run with `dvc queue start`:
+    one worker (one after the other) against two workers at once, each pair from scratch in its own clone."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = {}
+    for jobs, worlds in ((1, (101, 102)), (2, (103, 104))):
+        with tempfile.TemporaryDirectory(prefix="bench-queue-") as scratch:
+            ws = scratch_copy(Path(scratch))
+            subprocess.run(["dvc", "cache", "dir", "--local", str(Path(scratch) / "cache")], cwd=ws, check=True, env=env)
+            for world in worlds:
+                sets = ["-S", f"seed={world}", "-S", f"seeds={list(seeds)}"]
+                subprocess.run(["dvc", "exp", "run", "--queue", "-n", f"world-{world}", *sets], cwd=ws, check=True, env=env)
+            start = time.perf_counter()
+            subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=ws, check=True, env=env, capture_output=True)
+            while any(w in subprocess.run(["dvc", "queue", "status"], cwd=ws, env=env, capture_output=True, text=True).stdout
+                      for w in ("Queued", "Running")):  # fmt: skip
+                time.sleep(2)
+            out[f"jobs_{jobs}_wall_s"] = round(time.perf_counter() - start, 1)
+            status = subprocess.run(["dvc", "queue", "status"], cwd=ws, env=env, capture_output=True, text=True).stdout
+            out[f"jobs_{jobs}_all_succeeded"] = "Failed" not in status
+            print(f"  {jobs} worker(s): {out[f'jobs_{jobs}_wall_s']} s", flush=True)
+    out["parallel_over_sequential"] = round(out["jobs_2_wall_s"] / out["jobs_1_wall_s"], 3)
+    return out
 
 
 def bench_judge(pairs: int = 500) -> dict:
@@ -359,6 +426,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", help="with --pipeline: the training seeds (default: params.yaml)")
     ap.add_argument("--in-place", action="store_true", help="with --pipeline: run `dvc repro` in --workspace itself")
     ap.add_argument("--noop-targets", nargs="*", default=[], metavar="STAGE", help="stages to repro in DIR (default: all)")
+    ap.add_argument("--stage-overhead", type=Path, metavar="DIR", help="time a tiny stage end to end in DIR (reproduced)")
+    ap.add_argument("--parallel-queue", action="store_true", help="two queued one-seed experiments: 1 worker vs 2")
     args = ap.parse_args()
     if args.n < 1 or args.policy_steps < 1 or args.repeats < 1:
         ap.error("--n, --policy-steps and --repeats must be at least 1")
@@ -374,6 +443,11 @@ def main() -> None:
     if args.noop is not None:
         print(f"no-op dvc repro in {args.noop}", flush=True)
         results["noop_repro_s"] = bench_noop_repro(args.noop.resolve(), args.noop_targets)
+    if args.stage_overhead is not None:
+        results["stage_overhead"] = bench_stage_overhead(args.stage_overhead.resolve())
+    if args.parallel_queue:
+        results["parallel_queue"] = bench_parallel_queue()
+        print(json.dumps(results["parallel_queue"], indent=2))
     if args.judge:
         results["judge"] = bench_judge()
         print(json.dumps(results["judge"], indent=2))
@@ -388,7 +462,7 @@ def main() -> None:
         results[f"pipeline_{len(timing['seeds'])}_seeds"] = timing
         print(json.dumps(timing, indent=2))
     if not results:
-        ap.error("nothing to do: --skip-trainers without --noop, --judge or --pipeline")
+        ap.error("nothing to do: --skip-trainers without --noop, --judge, --pipeline, --stage-overhead or --parallel-queue")
 
     out = ws / "metrics/bench.json"
     merged = read_json(out) if out.exists() else {}

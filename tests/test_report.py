@@ -72,8 +72,9 @@ def test_report_renders_every_row_and_figure_over_seeds(evals, tmp_path):
         "| IRL > SPIN | reward_accuracy |",
     ):
         assert row in md, row
-    # Constant per-prompt values: the interval spans only the seeds (0.5 and 0.6 → mean 0.55).
-    assert "| 0.550 [0.500, 0.600] |" in md
+    # Two seeds, 0.5 and 0.6: a t-interval with 1 degree of freedom, 0.55 ± 12.706 · 0.0707 / √2.
+    assert "| 0.550 [-0.085, 1.185] |" in md
+    assert "– (needs ≥ 3 seeds)" in md and "| yes |" not in md  # no verdict from two seeds
     assert "99.000" not in md  # stale seed 7 and k = 3 are not read
     guards = md.split("## Collapse guards")[1].split("## Every iteration")[0]
     assert "| IRL + guards | 0 |" in guards and "helps, then collapses" in guards
@@ -113,7 +114,24 @@ def test_paired_difference_cancels_prompt_difficulty(evals):
         answers[key] = [{"true_reward": p + (0.1 if key[0] == "irl" else 0.0)} for p in (-5.0, 0.0, 5.0, 10.0)]
     diff = paired_difference(answers, ev, ("irl", 2), ("spin", 2), "true_reward_mean")
     assert diff["mean"] == pytest.approx(0.2) and diff["per_seed"] == pytest.approx([0.3, 0.1])
-    assert diff["ci"] == pytest.approx([0.1, 0.3])
+    assert diff["ci"] == pytest.approx([0.2 - 1.2706, 0.2 + 1.2706], abs=1e-3)  # t-interval over the 2 seeds
+    one = paired_difference(answers, ev, ("irl", 2), ("spin", 2), "true_reward_mean", seeds=[0])
+    assert one["ci"] == pytest.approx([0.3, 0.3])  # one seed: over its prompts, where the difference is constant
+
+
+def test_seed_intervals_are_t_intervals_and_carry_between_seed_variance():
+    from scipy import stats
+
+    from demo2reward.evaluation.report import _verdict, seed_interval
+
+    values = [0.17, 0.06, 0.23, 0.12, 0.20]
+    half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
+    assert seed_interval(values) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    # Three seeds whose prompts are all alike still get the seeds' spread, unlike a seeds-then-prompts bootstrap.
+    lo, hi = seed_interval([0.1, 0.2, 0.3])
+    assert hi - lo == pytest.approx(2 * stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3))
+    assert _verdict({"mean": 0.5, "ci": [0.4, 0.6], "per_seed": [0.5, 0.5]}).startswith("–")
+    assert _verdict({"mean": 0.5, "ci": [0.4, 0.6], "per_seed": [0.4, 0.5, 0.6]}) == "yes"
 
 
 def test_summary_without_oracle_has_no_ratio():

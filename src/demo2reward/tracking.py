@@ -55,6 +55,7 @@ def pipeline_key() -> str:
     return f"{os.environ.get('DVC_EXP_NAME', '')}:{owner.pid}-{int(owner.create_time() * 1000)}"
 
 
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 OWNER_TAG = "demo2reward.owner"  # pid-start time of the process that runs a stage's child run
 
 
@@ -134,9 +135,22 @@ class StageRun:
             self.client.log_batch(self.parent_id, metrics=batch)
 
 
+def _log_params(client, run_id: str, params: Mapping) -> None:
+    import mlflow.entities
+
+    flat = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+    for i in range(0, len(flat), 100):
+        client.log_batch(run_id, params=flat[i : i + 100])
+
+
 @contextlib.contextmanager
 def stage_run(
-    stage: str, experiment: str, params_digest: str, params: Mapping | None = None, started: float | None = None
+    stage: str,
+    experiment: str,
+    params_digest: str,
+    params: Mapping | None = None,
+    started: float | None = None,
+    pipeline_params: Mapping | None = None,
 ) -> Iterator[StageRun]:
     """Open (or find) the pipeline's parent run and a child run for `stage`; log params and timing.
 
@@ -152,6 +166,8 @@ def stage_run(
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    if exp is None or exp.tags.get(KIND_TAG) != KIND:
+        client.set_experiment_tag(exp_id, KIND_TAG, KIND)  # MLflow 3 then opens it on the runs, not the GenAI view
     close_orphans(client, exp_id)
     key = pipeline_key()
     found = client.search_runs(
@@ -166,6 +182,8 @@ def stage_run(
             exp_id, run_name=name, tags={PIPELINE_TAG: key, ROLE_TAG: "pipeline", "params_digest": params_digest}
         )
         parent_id = parent.info.run_id
+        if pipeline_params:  # every param the pipeline ran with, so that two ablations differ where they changed
+            _log_params(client, parent_id, pipeline_params)
     child = client.create_run(
         exp_id,
         run_name=stage,
@@ -179,11 +197,7 @@ def stage_run(
     )
     run = StageRun(client, parent_id, child.info.run_id)
     if params:
-        import mlflow.entities
-
-        flat = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
-        for i in range(0, len(flat), 100):
-            client.log_batch(child.info.run_id, params=flat[i : i + 100])
+        _log_params(client, child.info.run_id, params)
     timing = {"mlflow_setup_s": time.time() - setup_start}
     if started is not None:
         timing["startup_s"] = setup_start - started

@@ -42,7 +42,6 @@ def set_threads_and_seed(threads: int, seed: int) -> None:
     import numpy as np
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: no spinning against other stages
     random.seed(seed)
     np.random.seed(seed)
     import torch
@@ -136,7 +135,8 @@ def stage(
     logged = {s: getattr(params, s).model_dump(mode="json") for s in sections}
     logged["seed"] = seed
     try:
-        with stage_run(name, params.tracking.experiment, params.digest(), logged, started=_process_started()) as run:
+        pipeline = params.model_dump(mode="json")
+        with stage_run(name, params.tracking.experiment, params.digest(), logged, _process_started(), pipeline) as run:
             yield params, Recorder(run)
     except (DataFileError, StageError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)

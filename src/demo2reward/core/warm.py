@@ -129,7 +129,6 @@ _BASE_PATH: list[str] = []  # the server's sys.path without its working director
 def serve(path: Path) -> None:
     own = {str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
     _BASE_PATH[:] = [p for p in sys.path[1:] if p and str(Path(p).resolve()) not in own]
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when OpenMP loads, with torch
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     for line in PRELOAD:

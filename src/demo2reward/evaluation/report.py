@@ -74,6 +74,22 @@ def bootstrap_ci(groups: list[np.ndarray], n_boot: int = 2000, level: float = 0.
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
 
 
+MIN_SEEDS_FOR_VERDICT = 3  # fewer seeds cannot estimate the between-seed variance that dominates here
+
+
+def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """t-interval of the mean of per-seed values: it carries the between-seed variance (n − 1 degrees of freedom).
+
+    A bootstrap that resamples 3 seeds sees at most 10 distinct means and understates that variance; a rerun on
+    another machine moved one seed's result outside such an interval.
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
 def _stem(track: str, k: int) -> str:
     return "sft" if track == "sft" else f"{track}_{k}"
 
@@ -130,7 +146,7 @@ def _per_prompt(answers, track: str, k: int, seeds: list[int], metric: str) -> l
 
 
 def aggregate(evals: Evaluations, answers) -> Aggregated:
-    """Seed means; CIs over seeds and prompts where per-prompt answers exist, else over seeds (≥ 2 seeds)."""
+    """Seed means with a t-interval over seeds (≥ 2 seeds); with one seed, a bootstrap over its held-out prompts."""
     agg: Aggregated = {}
     for track, by_k in evals.items():
         for k, by_seed in by_k.items():
@@ -141,11 +157,10 @@ def aggregate(evals: Evaluations, answers) -> Aggregated:
                 values = [float(by_seed[s][key]) for s in seeds if key in by_seed[s]]
                 m[key] = float(np.mean(values))
                 m[f"{key}_seeds"] = values
-                groups = _per_prompt(answers, track, k, seeds, key)
-                if groups is not None:
+                if len(values) > 1:
+                    m[f"{key}_ci"] = list(seed_interval(values))
+                elif (groups := _per_prompt(answers, track, k, seeds, key)) is not None:
                     m[f"{key}_ci"] = list(bootstrap_ci(groups))
-                elif len(values) > 1:
-                    m[f"{key}_ci"] = list(bootstrap_ci([[v] for v in values]))
             agg.setdefault(track, {})[k] = m
     return agg
 
@@ -164,11 +179,14 @@ def paired_difference(
     if not seeds or ga is None or gb is None or any(len(x) != len(y) for x, y in zip(ga, gb, strict=True)):
         return None
     diffs = [x - y for x, y in zip(ga, gb, strict=True)]
-    lo, hi = bootstrap_ci(diffs)
-    return {"mean": float(np.mean([d.mean() for d in diffs])), "ci": [lo, hi], "per_seed": [float(d.mean()) for d in diffs]}
+    per_seed = [float(d.mean()) for d in diffs]
+    lo, hi = seed_interval(per_seed) if len(per_seed) > 1 else bootstrap_ci(diffs)  # one seed: over its prompts
+    return {"mean": float(np.mean(per_seed)), "ci": [lo, hi], "per_seed": per_seed}
 
 
 def _verdict(d: dict) -> str:
+    if len(d["per_seed"]) < MIN_SEEDS_FOR_VERDICT:
+        return f"– (needs ≥ {MIN_SEEDS_FOR_VERDICT} seeds)"
     if d["mean"] > 0:
         return "yes" if d["ci"][0] > 0 else "yes, not significant"
     return "no" if d["ci"][1] < 0 else "no, not significant"
@@ -210,13 +228,14 @@ def summarise(agg: Aggregated) -> dict[str, float]:
     for track, suffix in (("irl", ""), ("irl_guarded", "_guarded")):
         for key in ("true_reward_mean", "true_reward_mean_sampled"):
             gain, oracle_gain = out.get(f"{track}_gain_{key}"), out.get(f"oracle_gain_{key}")
-            if gain is not None and oracle_gain is not None:
-                ratio = gain / oracle_gain if oracle_gain > 0 else float("nan")
-                out[f"reward_recovery_ratio{suffix}{key.removeprefix('true_reward_mean')}"] = ratio
+            if gain is not None and oracle_gain is not None and oracle_gain > 0:  # else there is no gain to recover
+                out[f"reward_recovery_ratio{suffix}{key.removeprefix('true_reward_mean')}"] = gain / oracle_gain
     irl = agg["irl"]
-    out["reward_accuracy_min"] = min(irl[k].get("reward_accuracy", float("nan")) for k in irl)
-    out["K"] = float(final_k(agg, "irl"))
-    out["seeds"] = float(irl[final_k(agg, "irl")]["n_seeds"])
+    accuracies = [irl[k]["reward_accuracy"] for k in irl if "reward_accuracy" in irl[k]]
+    if accuracies:
+        out["reward_accuracy_min"] = min(accuracies)
+    out["K"] = final_k(agg, "irl")
+    out["seeds"] = irl[final_k(agg, "irl")]["n_seeds"]
     return out
 
 
@@ -240,8 +259,8 @@ def claims(agg: Aggregated, evals: Evaluations, answers) -> list[dict]:
             for s in seeds
             if "reward_accuracy" in ia[s] and "reward_accuracy" in sa[s]
         ]
-        if diffs:
-            lo, hi = bootstrap_ci([[d] for d in diffs]) if len(diffs) > 1 else (float("nan"), float("nan"))
+        if len(diffs) > 1:
+            lo, hi = seed_interval(diffs)
             rows.append(
                 {
                     "better": "irl",
@@ -409,8 +428,12 @@ def table1_rows(agg: Aggregated) -> list[tuple[str, dict]]:
     rows = [("SFT", agg["sft"][0])] if "sft" in agg else []
     for track, label in TRACKS:
         if agg.get(track):
-            rows.append((f"{label} best (k={best_k(agg, track)})", agg[track][best_k(agg, track)]))
-            rows.append((f"{label} final (k={final_k(agg, track)})", agg[track][final_k(agg, track)]))
+            best, final = best_k(agg, track), final_k(agg, track)
+            if best == final:
+                rows.append((f"{label} final = best (k={final})", agg[track][final]))
+            else:
+                rows.append((f"{label} best (k={best})", agg[track][best]))
+                rows.append((f"{label} final (k={final})", agg[track][final]))
     return rows
 
 
@@ -463,7 +486,7 @@ def _claims_lines(rows: list[dict]) -> list[str]:
         per_seed = ", ".join(f"{v:+.3f}" for v in r["per_seed"])
         lines.append(
             f"| {LABELS[r['better']]} > {LABELS[r['worse']]} | {r['metric']} | {r['mean']:+.3f} "
-            f"| [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}] | {per_seed} | {_verdict(r) if r['ci'][0] == r['ci'][0] else '–'} |"
+            f"| [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}] | {per_seed} | {_verdict(r)} |"
         )
     return lines
 
@@ -528,13 +551,13 @@ def write_report(
 
     n_seeds = int(summary.get("seeds", 0))
     lines = ["# demo2reward report", "", "Every number is computed from `metrics/eval/seed_*/*.json` by `stages/report.py`.", ""]
-    lines += [f"## Table 1: methods at their best and final iteration (mean over {n_seeds} seeds)", ""]
+    lines += [f"## Table 1: methods at their best and final iteration (mean over {n_seeds} seed{'s' * (n_seeds != 1)})", ""]
     lines += _markdown_table(table1_rows(agg), extra)
     lines += [
         "",
-        "Brackets: 95% bootstrap confidence interval. For the win rates and true rewards it resamples seeds and then",
-        "held-out prompts within each seed; for the other metrics, which have no per-prompt values, it resamples",
-        "seeds only (so it needs ≥ 2 seeds, and with 3 it is little more than their range).",
+        "Brackets: 95% t-interval of the mean over seeds (n − 1 degrees of freedom), so it carries the between-seed",
+        "variance, which dominates here: seed-level results are chaotic in float noise, and only seed means are claims.",
+        "With one seed the bracket is a bootstrap over that seed's held-out prompts, and no claim gets a verdict.",
         "*Best* is the iteration with the highest mean `win_rate_vs_demos`, picked on the same held-out prompts, so it",
         "is optimistic; *final* is iteration K. SFT's `reward_accuracy` is its implicit reward log π_sft − log π_base",
         "(DPO-style); SPIN's is its implicit reward β·log(π_k / π_{k-1}); IRL's is its explicit reward model's.",
@@ -547,8 +570,9 @@ def write_report(
         lines += _claims_lines(claim_rows)
         lines += [
             "",
-            "Differences are paired: both policies answered the same held-out prompts in each seed. The CI resamples",
-            "seeds, then prompts (reward accuracy: seeds only). *not significant*: the interval contains 0.",
+            "Differences are paired: both policies answered the same held-out prompts in each seed; the CI is a",
+            "t-interval over the per-seed differences. *not significant*: it contains 0. Verdicts need at least",
+            f"{MIN_SEEDS_FOR_VERDICT} seeds.",
         ]
     if trajectories:
         lines += ["", "## Collapse guards: helps, then holds or collapses?", ""]
