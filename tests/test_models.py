@@ -142,3 +142,27 @@ def test_judges_see_the_whole_dialogue():
     assert dialogue_text(_conv("user", "hi")) == "hi"
     dialogue = [*_conv("user", "q1"), *_conv("assistant", "a1"), *_conv("user", "q2")]
     assert dialogue_text(dialogue) == "User: q1\n\nAssistant: a1\n\nUser: q2"
+
+
+def test_a_model_folder_cannot_grant_itself_remote_code(tmp_path):
+    """A third-party judge folder asking for remote code (in its config and in our old settings files) is refused,
+    and none of its code runs, unless the user's params allow it."""
+    from demo2reward.evaluation.metrics import RewardModelJudge
+    from demo2reward.models.modeling import ModelSourceError
+
+    folder = tmp_path / "judge"
+    folder.mkdir()
+    marker = tmp_path / "code-ran"
+    (folder / "config.json").write_text(
+        '{"model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig", '
+        '"AutoModelForSequenceClassification": "modeling_evil.EvilModel"}}'
+    )
+    (folder / "configuration_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    (folder / "demo2reward_load.json").write_text('{"trust_remote_code": true}')  # what used to grant it
+    with pytest.raises(ModelSourceError, match="only params can allow"):
+        RewardModelJudge(folder)
+    (folder / "base_model.json").write_text('{"trust_remote_code": true}')
+    with pytest.raises(ModelSourceError, match="not a base pointer"):
+        RewardModelJudge(folder)
+    assert not marker.exists()

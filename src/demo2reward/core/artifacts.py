@@ -118,15 +118,18 @@ def write_manifest(folder: str | Path) -> None:
     (folder / MANIFEST).write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
 
 
-_verified: dict[Path, float] = {}
+_verified: dict[Path, tuple] = {}
 
 
 def verify_manifest(folder: str | Path) -> None:
     """Fail with one line naming the folder when a file differs from its manifest (a folder without one, from
-    outside the pipeline, passes). Each folder is hashed once per process."""
+    outside the pipeline, passes). A folder is hashed again only when one of its files changed on disk."""
     folder = Path(folder).resolve()
     manifest = folder / MANIFEST
-    if not manifest.exists() or _verified.get(folder) == manifest.stat().st_mtime:
+    if not manifest.exists():
+        return
+    stats = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
+    if _verified.get(folder) == stats:
         return
     expected = json.loads(manifest.read_text())
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
@@ -137,7 +140,7 @@ def verify_manifest(folder: str | Path) -> None:
                 f"{folder}: {name} {what} from manifest.json: the model folder is corrupt; restore it "
                 "(dvc checkout, or dvc repro -f of the stage that writes it)"
             )
-    _verified[folder] = manifest.stat().st_mtime
+    _verified[folder] = stats
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -100,6 +100,19 @@ def _from_base(loader, name_or_path: str, **kwargs):
         ) from None
 
 
+def _from_folder(loader, folder: str, **kwargs):
+    """`loader.from_pretrained` for a saved model folder, with one clear error naming it."""
+    try:
+        return loader.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+        hint = ""
+        if "trust_remote_code" in str(err):
+            hint = "; it wants to run its own code, which only params can allow (model.trust_remote_code, or "
+            hint += "evaluate.judge_trust_remote_code for a judge)"
+        raise ModelSourceError(f"cannot load the model folder {folder}: {first}{hint}") from None
+
+
 def prepare_tokenizer(tokenizer, chat_template: str | None = None):
     """Make a base tokenizer fit the pipeline: a chat template if it has none, a pad token (EOS), left padding."""
     if tokenizer.chat_template is None:
@@ -135,7 +148,9 @@ def _source(path: str | Path) -> tuple[str, dict]:
     pointer = Path(path) / BASE_POINTER
     if pointer.exists():
         base = json.loads(pointer.read_text())
-        return base["name_or_path"], {"revision": base["revision"], "dtype": resolve_dtype(base["dtype"])}
+        if not isinstance(base.get("name_or_path"), str):
+            raise ModelSourceError(f"{pointer}: not a base pointer written by prepare (no name_or_path)")
+        return base["name_or_path"], {"revision": base.get("revision"), "dtype": resolve_dtype(base.get("dtype", "auto"))}
     return str(path), {"dtype": "auto"}  # the dtype it was saved in (float32 for the tiny models)
 
 
@@ -212,7 +227,7 @@ def _load(auto_class, path: str | Path, trust_remote_code: bool | None = None, *
     verify_manifest(path)
     source, base_kwargs = _source(path)
     base_kwargs["trust_remote_code"] = consent.trusted() if trust_remote_code is None else trust_remote_code
-    loader = _from_base if is_base_pointer(path) else (lambda cls, src, **kw: cls.from_pretrained(src, **kw))
+    loader = _from_base if is_base_pointer(path) else _from_folder
     model, info = loader(auto_class, source, **base_kwargs, **kwargs, output_loading_info=True)
     return model.to(device()), list(info.get("missing_keys", []))
 
