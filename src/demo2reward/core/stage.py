@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Recorder:
 
     def __init__(self, run):
         self.run = run
+        self.recorded: dict[str, float] = {}
 
     def record(
         self,
@@ -68,12 +70,18 @@ class Recorder:
 
         Timings (`*_runtime_s`) go to MLflow only: the metrics files are outputs, and must be byte-reproducible.
         """
+        self.recorded.update(metrics)
         if path is not None:
             write_json(path, {k: v for k, v in metrics.items() if not k.endswith("_runtime_s")})
         self.run.log_metrics(metrics)
         if step is not None:
             self.run.log_pipeline_metrics(metrics, step=step, prefix=prefix)
         return metrics
+
+    def headline(self) -> str:
+        """A few of the recorded figures, for the stage's console line."""
+        shown = [f"{k} {v:.3g}" for k, v in self.recorded.items() if k in HEADLINE and isinstance(v, int | float)]
+        return f" ({', '.join(shown)})" if shown else ""
 
     def __getattr__(self, name):
         return getattr(self.run, name)
@@ -136,8 +144,42 @@ def stage(
     logged["seed"] = seed
     try:
         pipeline = params.model_dump(mode="json")
-        with stage_run(name, params.tracking.experiment, params.digest(), logged, _process_started(), pipeline) as run:
-            yield params, Recorder(run)
+        with (
+            stage_run(name, params.tracking.experiment, params.digest(), logged, _process_started(), pipeline) as run,
+            _quiet_console(name),
+        ):
+            recorder = Recorder(run)
+            yield params, recorder
+        print(f"{name}: done in {time.time() - _process_started():.1f} s{recorder.headline()}", file=sys.stderr)
     except (DataFileError, StageError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+VERBOSE = "DEMO2REWARD_VERBOSE"  # 1: the libraries' full console output, as without this module
+HEADLINE = ("train_loss", "val_accuracy", "pairs", "pool", "rollouts", "true_reward_mean", "win_rate_vs_demos", "reward_accuracy")
+
+
+@contextlib.contextmanager
+def _quiet_console(name: str) -> Iterator[None]:
+    """One line per stage on the console; the trainers' per-step logs go to logs/<stage>.log.
+
+    TRL prints a dict of figures every few steps and transformers a progress bar per model load and a table per
+    missing weight, which buried one seed's run in 800 lines. `DEMO2REWARD_VERBOSE=1` keeps all of it.
+    """
+    if os.environ.get(VERBOSE) == "1":
+        yield
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*`noload` loader strategy.*")
+    with contextlib.suppress(ImportError):
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    log = Path("logs") / f"{name.replace('/', '_')}.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w") as f, contextlib.redirect_stdout(f):
+        yield

@@ -77,7 +77,8 @@ def run_warm() -> None:
         return
     with conn:
         try:
-            socket.send_fds(conn, [json.dumps({"argv": sys.argv, "cwd": cwd, "env": dict(os.environ)}).encode()], [0, 1, 2])
+            request = {"argv": sys.argv, "cwd": cwd, "env": dict(os.environ), "path": sys.path}
+            socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
             child = _recv_msg(conn)["pid"]
         except (OSError, ConnectionError, ValueError):
             return  # the server went away before the child started: run cold
@@ -123,12 +124,7 @@ def _start_server(path: Path, cwd: str, timeout_s: float = 120.0) -> socket.sock
 # ----------------------------------------------------------------------------------------------------- the server
 
 
-_BASE_PATH: list[str] = []  # the server's sys.path without its working directory and PYTHONPATH
-
-
 def serve(path: Path) -> None:
-    own = {str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
-    _BASE_PATH[:] = [p for p in sys.path[1:] if p and str(Path(p).resolve()) not in own]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     for line in PRELOAD:
@@ -175,8 +171,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os.environ.update(request["env"], **{CHILD_ENV: "1"})
     argv = request["argv"]
     script = str(Path(argv[0]).resolve())
-    python_path = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [str(Path(script).parent), *python_path, *_BASE_PATH]
+    sys.path[:] = request["path"]  # the stage process's own: its PYTHONPATH and editable installs
     for name in [m for m in sys.modules if m == "demo2reward" or m.startswith("demo2reward.")]:
         del sys.modules[name]  # the stage's own copy of the code, imported fresh
     sys.argv = argv

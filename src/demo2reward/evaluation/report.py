@@ -358,8 +358,12 @@ def plot_curves(agg: Aggregated, path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
     for ax, metric in zip(axes, CURVES, strict=True):
+        # SFT's reward accuracy is its implicit reward's, not a learned RM's: a separate point, not the curve's start.
+        joined = metric != "reward_accuracy"
+        if not joined and metric in agg.get("sft", {}).get(0, {}):
+            ax.plot([0], [agg["sft"][0][metric]], marker="s", color="black", linestyle="none", label="SFT (implicit)")
         for track, label in TRACKS:
-            points = {**({0: agg["sft"][0]} if "sft" in agg else {}), **agg.get(track, {})}
+            points = {**({0: agg["sft"][0]} if "sft" in agg and joined else {}), **agg.get(track, {})}
             ks = [k for k in sorted(points) if metric in points[k]] if track in agg else []
             if not ks:
                 continue
@@ -375,23 +379,27 @@ def plot_curves(agg: Aggregated, path: Path) -> None:
 
 
 def plot_overoptimisation(agg: Aggregated, path: Path) -> None:
-    """Proxy (learned) reward against true reward per IRL iteration: a rising proxy with a falling truth is hacking."""
+    """Per IRL iteration: the true reward r* (left axis) and KL to SFT (right axis), each in its own units.
+
+    The proxy reward is not plotted across iterations: each RM k is standardised on its own pairs, so proxy values of
+    different k are on different scales, and a line through them would suggest a trend that is not there.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, (ax_true, ax_kl) = plt.subplots(1, 2, figsize=(9, 3.6))
     for track in ("irl", "irl_guarded"):
-        pts = [(k, m) for k, m in sorted(agg.get(track, {}).items()) if "proxy_reward_mean" in m and "true_reward_mean" in m]
-        if not pts:
+        pts = {0: agg["sft"][0], **agg.get(track, {})} if agg.get(track) and "sft" in agg else {}
+        ks = [k for k in sorted(pts) if "true_reward_mean" in pts[k]]
+        if not ks:
             continue
-        ax.plot(
-            [m["proxy_reward_mean"] for _, m in pts], [m["true_reward_mean"] for _, m in pts], marker="o", label=LABELS[track]
-        )
-        for k, m in pts:
-            ax.annotate(f"k={k}", (m["proxy_reward_mean"], m["true_reward_mean"]), fontsize=8)
-    ax.set_xlabel("proxy reward (RM k, greedy answers; seed mean)")
-    ax.set_ylabel("true reward r* (greedy answers; seed mean)")
-    ax.set_title("Over-optimisation view")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        ax_true.plot(ks, [pts[k]["true_reward_mean"] for k in ks], marker="o", label=LABELS[track])
+        ax_kl.plot(ks, [pts[k].get("kl_to_sft", 0.0) for k in ks], marker="o", label=LABELS[track])
+    ax_true.set_ylabel("true reward r* (greedy; seed mean)")
+    ax_kl.set_ylabel("KL(π ‖ π_sft) per answer (seed mean)")
+    for ax in (ax_true, ax_kl):
+        _iteration_axis(ax)
+        ax.grid(alpha=0.3)
+    ax_true.legend(fontsize=8)
+    fig.suptitle("Over-optimisation: does the true reward still rise as the policy moves away from SFT?")
     _save(fig, path)
 
 
@@ -603,8 +611,9 @@ def write_report(
         "",
         "![curves](plots/curves.png)",
         "",
-        "Over-optimisation view: the learned (proxy) reward against the true reward per IRL iteration.",
-        "A proxy that rises while the true reward falls flags reward hacking.",
+        "Over-optimisation view: the true reward and the KL to SFT per IRL iteration, each on its own axis. A KL that",
+        "keeps rising while the true reward falls flags reward hacking. The proxy reward is left out on purpose: each",
+        "RM k is standardised on its own pairs, so proxy values of different iterations are not on one scale.",
         "",
         "![over-optimisation](plots/overoptimisation.png)",
         "",
