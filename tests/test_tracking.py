@@ -45,14 +45,52 @@ def test_stage_runs_nest_under_one_parent(tmp_path):
     assert [m.step for m in history] == [1, 1]
 
 
-def test_compare_lists_reward_accuracy_against_win_rate(monkeypatch, capsys):
+def test_compare_lists_every_track_from_mlflow(monkeypatch, capsys):
     for name, acc, win in (("exp-a", 0.8, 0.3), ("exp-b", 0.6, 0.1)):
         monkeypatch.setenv("DVC_EXP_NAME", name)
         with tracking.stage_run("evaluate@1", "cmp", "d", {}) as run:
             run.log_pipeline_metrics({"reward_accuracy": acc - 0.1, "win_rate_vs_demos": 0.0}, step=0)
             run.log_pipeline_metrics({"reward_accuracy": acc, "win_rate_vs_demos": win}, step=1)
-    rows = {r["run"]: r for r in tracking.compare_runs("cmp")}
-    assert rows["exp-a"]["reward_accuracy"] == 0.8 and rows["exp-b"]["win_rate_vs_demos"] == 0.1  # the final step
+            run.log_pipeline_metrics({"reward_accuracy": 0.55, "win_rate_vs_demos": 0.2}, step=1, prefix="spin/")
+    rows = {(r["run"], r["track"]): r for r in tracking.compare_runs("cmp")}
+    assert rows["exp-a", "irl"]["reward_accuracy"] == 0.8 and rows["exp-b", "irl"]["win_rate_vs_demos"] == 0.1  # final
+    assert rows["exp-a", "spin"]["reward_accuracy"] == 0.55
+    monkeypatch.setattr(tracking, "compare_experiments", lambda root: [])
     tracking.main(["--experiment", "cmp"])
     out = capsys.readouterr().out
-    assert "exp-a" in out and "0.800" in out and "win_rate_vs_demos" in out
+    assert "exp-a" in out and "0.800" in out and "spin" in out and "win_rate_vs_demos" in out
+
+
+def test_compare_reads_dvc_experiments(monkeypatch):
+    """The shape `dvc exp show --json` prints (DVC 3): the workspace, its baseline and experiments under it."""
+    import json
+    import subprocess
+
+    def summary(acc):
+        return {"metrics": {"metrics/summary.json": {"data": {"irl_reward_accuracy_final": acc, "reward_recovery_ratio": 0.5,
+                                                              "spin_reward_accuracy_final": 0.4}}}}  # fmt: skip
+
+    shown = [
+        {"rev": "workspace", "name": None, "data": summary(0.8)},
+        {"rev": "abc123", "name": "main", "data": summary(0.8),
+         "experiments": [{"revs": [{"rev": "def456", "name": "beta-0.3", "data": summary(0.7)}]}]},
+    ]  # fmt: skip
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, json.dumps(shown), ""))
+    rows = {(r["run"], r["track"]): r for r in tracking.compare_experiments(".")}
+    assert rows["beta-0.3", "irl"]["reward_accuracy"] == 0.7 and rows["beta-0.3", "irl"]["recovery"] == 0.5
+    assert rows["workspace", "spin"]["reward_accuracy"] == 0.4 and ("main", "irl") in rows
+
+
+def test_one_parent_even_when_a_commit_lands_mid_run(monkeypatch):
+    """The parent is found by the process that runs the pipeline, not by the git revision."""
+    from mlflow.tracking import MlflowClient
+
+    for rev in ("aaaa111", "bbbb222"):  # a commit between two stages of one run
+        monkeypatch.setattr(tracking, "_git_rev", lambda rev=rev: rev)
+        with tracking.stage_run(f"stage-{rev}", "mid", "d", {}):
+            pass
+    exp = MlflowClient().get_experiment_by_name("mid")
+    runs = MlflowClient().search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(runs) == 3
+    assert parents[0].info.status == "FINISHED" and exp.tags["mlflow.experimentKind"] == "custom_model_development"

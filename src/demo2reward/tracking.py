@@ -7,6 +7,7 @@ nothing); MLflow mirrors them so that runs can be compared in the UI.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -213,11 +214,25 @@ def stage_run(
         client.set_terminated(parent_id, status=status)
 
 
-COMPARED = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean", "summary/reward_recovery_ratio")
+def mirror_report(run: StageRun, summary: Mapping[str, float], agg: Mapping[str, Mapping[int, Mapping]]) -> None:
+    """The report's seed means on the pipeline run (IRL's unprefixed, SFT at step 0), so that the MLflow UI
+    compares experiments by them."""
+    from demo2reward.evaluation.report import CURVES, final_k
+
+    run.log_metrics(summary)
+    for track, by_k in agg.items():
+        for k, m in by_k.items():
+            means = {c: m[c] for c in (*CURVES, "kl_to_sft", "proxy_reward_mean") if c in m}
+            run.log_pipeline_metrics(means, step=k, prefix="" if track in ("sft", "irl") else f"{track}/")
+    run.log_pipeline_metrics(summary, step=final_k(agg, "irl") or 0, prefix="summary/")
 
 
-def compare_runs(experiment: str = "demo2reward", metrics: tuple[str, ...] = COMPARED) -> list[dict]:
-    """One row per pipeline run of `experiment`: its name, status and the final-iteration `metrics`."""
+TRACKS = ("irl", "irl_guarded", "spin", "oracle")
+COMPARED = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean")
+
+
+def compare_runs(experiment: str = "demo2reward") -> list[dict]:
+    """One row per MLflow pipeline run and track: the final iteration's seed means, as the report logged them."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -232,25 +247,82 @@ def compare_runs(experiment: str = "demo2reward", metrics: tuple[str, ...] = COM
         order_by=["attributes.start_time DESC"],
         max_results=1000,
     )
-    return [{"run": r.info.run_name, "status": r.info.status, **{m: r.data.metrics.get(m) for m in metrics}} for r in runs]
+    rows = []
+    for r in runs:
+        for track in TRACKS:
+            prefix = "" if track == "irl" else f"{track}/"
+            values = {m: r.data.metrics.get(prefix + m) for m in COMPARED}
+            if any(v is not None for v in values.values()):
+                recovery = r.data.metrics.get("summary/reward_recovery_ratio") if track == "irl" else None
+                rows.append({"source": "mlflow", "run": r.info.run_name, "track": track, **values, "recovery": recovery})
+    return rows
+
+
+def compare_experiments(root: str | Path = ".") -> list[dict]:
+    """One row per DVC experiment (and the workspace) and track, from its metrics/summary.json (`dvc exp show`)."""
+    proc = subprocess.run(["dvc", "exp", "show", "--json"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    rows = []
+
+    def visit(node, name: str | None = None) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item, name)
+        elif isinstance(node, dict):
+            name = node.get("name") or node.get("rev") or name
+            summary = ((node.get("data") or {}).get("metrics") or {}).get("metrics/summary.json", {}).get("data")
+            if summary:
+                for track in TRACKS:
+                    values = {
+                        "reward_accuracy": summary.get(f"{track}_reward_accuracy_final"),
+                        "win_rate_gain": summary.get(f"{track}_gain_win_rate_vs_demos"),
+                        "true_reward_gain": summary.get(f"{track}_gain_true_reward_mean"),
+                    }
+                    if any(v is not None for v in values.values()):
+                        recovery = summary.get("reward_recovery_ratio") if track == "irl" else None
+                        rows.append({"source": "dvc", "run": name, "track": track, **values, "recovery": recovery})
+            for key in ("experiments", "revs"):
+                visit(node.get(key), name)
+
+    visit(json.loads(proc.stdout))
+    return rows
+
+
+def _print_table(rows: list[dict]) -> None:
+    header = list(rows[0])
+    widths = [max(len(h), *(len(_show(r.get(h))) for r in rows)) for h in header]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_show(r.get(h)).ljust(w) for h, w in zip(header, widths, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`demo2reward-compare`: reward accuracy against win rate across every pipeline run in MLflow."""
+    """`demo2reward-compare`: every track's reward accuracy against its win rate and true reward, across the pipeline
+    runs in MLflow (final-iteration seed means) and the DVC experiments (their metrics/summary.json)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--experiment", default="demo2reward")
+    ap.add_argument("--experiment", default="demo2reward", help="MLflow experiment")
+    ap.add_argument("--source", choices=("both", "mlflow", "dvc"), default="both")
     args = ap.parse_args(argv)
-    rows = compare_runs(args.experiment)
-    if not rows:
-        print(f"no pipeline runs in MLflow experiment {args.experiment!r} at {tracking_uri()}")
-        return
-    header = ["run", "status", *COMPARED]
-    widths = [max(len(h), *(len(_show(r[h])) for r in rows)) for h in header]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for r in rows:
-        print("  ".join(_show(r[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
+    found = False
+    if args.source in ("both", "mlflow"):
+        if rows := compare_runs(args.experiment):
+            print(f"MLflow pipeline runs ({tracking_uri()}): final iteration, seed means")
+            _print_table(rows)
+            found = True
+        else:
+            print(f"no pipeline runs in MLflow experiment {args.experiment!r} at {tracking_uri()}")
+    if args.source in ("both", "dvc"):
+        if rows := compare_experiments(repo_root()):
+            print("\nDVC experiments (metrics/summary.json): gains over SFT at the final iteration")
+            _print_table(rows)
+            found = True
+        else:
+            print("no DVC experiments with metrics/summary.json")
+    if not found:
+        raise SystemExit(1)
 
 
 def _show(v) -> str:
@@ -259,16 +331,3 @@ def _show(v) -> str:
 
 if __name__ == "__main__":
     main()
-
-
-def mirror_report(run: StageRun, summary: Mapping[str, float], agg: Mapping[str, Mapping[int, Mapping]]) -> None:
-    """The report's seed means on the pipeline run (IRL's unprefixed, SFT at step 0), so that the MLflow UI
-    compares experiments by them."""
-    from demo2reward.evaluation.report import CURVES, final_k
-
-    run.log_metrics(summary)
-    for track, by_k in agg.items():
-        for k, m in by_k.items():
-            means = {c: m[c] for c in (*CURVES, "kl_to_sft", "proxy_reward_mean") if c in m}
-            run.log_pipeline_metrics(means, step=k, prefix="" if track in ("sft", "irl") else f"{track}/")
-    run.log_pipeline_metrics(summary, step=final_k(agg, "irl") or 0, prefix="summary/")
