@@ -1,0 +1,130 @@
+"""Beyond one workspace: a shared DVC remote and an MLflow tracking server, on a micro pipeline (one seed, K = 1).
+
+A real `mlflow server` runs on 127.0.0.1 with a SQLite backend; the DVC remote is a local folder, which DVC treats
+exactly as it treats S3 or SSH (docs/pipeline.md shows those).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, merged_params
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, cwd, env, check=True):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    venv_bin = Path(sys.executable).parent
+    store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--default-artifact-root", str(root / "artifacts")]
+    cmd = [str(venv_bin / "mlflow"), "server", *store, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("mlflow server did not come up")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)  # the server spawns helpers: stop the whole group
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, mlflow_server):
+    """A one-seed, K = 1 micro pipeline, reproduced with its runs on the MLflow server."""
+    ws = tmp_path_factory.mktemp("shared") / "repo"
+    ws.mkdir()
+    for name in ("dvc.yaml", "stages", "src", ".dvc", ".dvcignore"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, ws / name)
+    shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)
+    shutil.rmtree(ws / ".dvc" / "cache", ignore_errors=True)
+    (ws / ".dvc" / "config.local").unlink(missing_ok=True)
+    params = merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text()))
+    params.update(seeds=[0], irl_tracks=["irl"], iterations=[{"k": 1, "prev": "../sft"}])
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (ws / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.update(MLFLOW_TRACKING_URI=mlflow_server)
+    env.pop("DVC_EXP_NAME", None)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
+    ):
+        _run(cmd, ws, env)
+    _run(["dvc", "repro"], ws, env)
+    return ws, env
+
+
+def _rest(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_runs_land_on_the_tracking_server(repo, mlflow_server):
+    exp = json.loads(
+        urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=demo2reward").read()
+    )
+    exp_id = exp["experiment"]["experiment_id"]
+    runs = _rest(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id], "max_results": 1000})["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    parents = [r for r, t in zip(runs, tags, strict=True) if t.get("demo2reward.role") == "pipeline"]
+    children = [t for t in tags if t.get("demo2reward.role") == "stage"]
+    assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED"
+    names = {t["mlflow.runName"] for t in children}
+    assert {"prepare", "sft@0", "policy@0-irl-from0", "report"} <= names
+    assert len(children) == len(names)  # exactly one child run per stage
+    assert all(t["mlflow.parentRunId"] == parents[0]["info"]["run_id"] for t in children)
+
+
+def test_a_shared_dvc_remote_round_trip(repo, tmp_path):
+    ws, env = repo
+    remote = tmp_path / "remote"
+    _run(["dvc", "remote", "add", "-d", "shared", str(remote)], ws, env)
+    _run(["git", "add", "-A"], ws, env)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "results"], ws, env)
+    _run(["dvc", "push"], ws, env)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(ws), str(clone)], ws, env)
+    _run(["dvc", "pull"], clone, env)
+    assert "up to date" in _run(["dvc", "status"], clone, env).stdout
+    repro = _run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in repro.stdout  # nothing reruns: the pulled outputs are the results
+    shown = [json.loads(_run(["dvc", "metrics", "show", "--json"], d, env).stdout) for d in (ws, clone)]
+    assert shown[0][""] == shown[1][""] and "metrics/summary.json" in shown[0][""]["data"]
