@@ -339,8 +339,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
+def _save(fig, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
+    fig.tight_layout(rect=rect)
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     _pyplot().close(fig)
@@ -374,8 +374,11 @@ def plot_curves(agg: Aggregated, path: Path) -> None:
         ax.set_title(metric)
         _iteration_axis(ax)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    _save(fig, path)
+    legend = {}  # every track once, from whichever panel drew it (the oracle has no reward accuracy)
+    for ax in axes:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    _save(fig, path, rect=(0, 0.08, 1, 1))
 
 
 def plot_overoptimisation(agg: Aggregated, path: Path) -> None:
