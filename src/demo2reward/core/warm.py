@@ -30,6 +30,7 @@ from pathlib import Path
 IDLE_S = 120
 CHILD_ENV = "DEMO2REWARD_WARM_CHILD"  # set in a forked child, so that its run_warm() returns at once
 STARTED_ENV = "DEMO2REWARD_STARTED"  # when the stage's own process started, for the start-up time it logs
+CALLER_ENV = "DEMO2REWARD_CALLER_PID"  # the stage's own process, whose ancestor is the `dvc` that runs it
 PRELOAD = (  # what every torch stage imports; demo2reward itself is imported fresh by each child
     "import numpy, torch, transformers, datasets, accelerate, peft, trl, mlflow, mlflow.tracking, psutil, yaml, pydantic",
     "from trl import SFTTrainer, RewardTrainer, DPOTrainer, RLOOTrainer, GRPOTrainer",
@@ -70,6 +71,7 @@ def run_warm() -> None:
     if os.environ.get(CHILD_ENV) or os.environ.get("DEMO2REWARD_WARM", "1") == "0" or not hasattr(socket, "AF_UNIX"):
         return
     os.environ.setdefault(STARTED_ENV, str(time.time()))
+    os.environ[CALLER_ENV] = str(os.getpid())  # the forked child's ancestors are the server's, not DVC
     cwd = os.getcwd()
     path = _socket_path(cwd)
     conn = _connect(path) or _start_server(path, cwd)
