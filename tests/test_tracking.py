@@ -94,3 +94,30 @@ def test_one_parent_even_when_a_commit_lands_mid_run(monkeypatch):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and len(runs) == 3
     assert parents[0].info.status == "FINISHED" and exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def _open_stage(uri: str, name: str) -> None:
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    with tracking.stage_run(name, "race", name) as run:
+        run.log_metrics({"x": 1.0})
+
+
+def test_parallel_stages_can_both_create_a_fresh_store(tmp_path):
+    """`dvc queue start -j 2`: two stages opened a new SQLite store at once and one died in MLflow's migrations."""
+    import multiprocessing
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_open_stage, args=(uri, f"stage{i}")) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    exp = MlflowClient(uri).get_experiment_by_name("race")
+    names = {r.info.run_name for r in MlflowClient(uri).search_runs([exp.experiment_id])}
+    assert {"stage0", "stage1", "stage2"} <= names

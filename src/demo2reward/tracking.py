@@ -137,6 +137,27 @@ class StageRun:
             self.client.log_batch(self.parent_id, metrics=batch)
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite store while a stage sets up its runs.
+
+    Two stages opening a new store at once both ran MLflow's schema migrations and one failed ("duplicate column
+    name: step", seen with `dvc queue start -j 2`); finding or creating a pipeline's parent run must not race either.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _log_params(client, run_id: str, params: Mapping) -> None:
     import mlflow.entities
 
@@ -165,38 +186,39 @@ def stage_run(
 
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     mlflow.set_tracking_uri(tracking_uri())
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    if exp is None or exp.tags.get(KIND_TAG) != KIND:
-        client.set_experiment_tag(exp_id, KIND_TAG, KIND)  # MLflow 3 then opens it on the runs, not the GenAI view
-    close_orphans(client, exp_id)
-    key = pipeline_key()
-    found = client.search_runs(
-        [exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' AND tags.`{ROLE_TAG}` = 'pipeline'", max_results=1
-    )
-    if found:
-        parent_id = found[0].info.run_id
-        client.update_run(parent_id, status="RUNNING")
-    else:
-        name = pipeline_name(params_digest)
-        parent = client.create_run(
-            exp_id, run_name=name, tags={PIPELINE_TAG: key, ROLE_TAG: "pipeline", "params_digest": params_digest}
+    with _store_lock(tracking_uri()):  # one set-up at a time: parallel experiments share the store
+        client = MlflowClient()
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        if exp is None or exp.tags.get(KIND_TAG) != KIND:
+            client.set_experiment_tag(exp_id, KIND_TAG, KIND)  # MLflow 3 then opens it on the runs, not the GenAI view
+        close_orphans(client, exp_id)
+        key = pipeline_key()
+        found = client.search_runs(
+            [exp_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' AND tags.`{ROLE_TAG}` = 'pipeline'", max_results=1
         )
-        parent_id = parent.info.run_id
-        if pipeline_params:  # every param the pipeline ran with, so that two ablations differ where they changed
-            _log_params(client, parent_id, pipeline_params)
-    child = client.create_run(
-        exp_id,
-        run_name=stage,
-        tags={
-            "mlflow.parentRunId": parent_id,
-            PIPELINE_TAG: key,
-            ROLE_TAG: "stage",
-            "stage": stage,
-            OWNER_TAG: _process_key(os.getpid()),
-        },
-    )
+        if found:
+            parent_id = found[0].info.run_id
+            client.update_run(parent_id, status="RUNNING")
+        else:
+            name = pipeline_name(params_digest)
+            parent = client.create_run(
+                exp_id, run_name=name, tags={PIPELINE_TAG: key, ROLE_TAG: "pipeline", "params_digest": params_digest}
+            )
+            parent_id = parent.info.run_id
+            if pipeline_params:  # every param the pipeline ran with, so that two ablations differ where they changed
+                _log_params(client, parent_id, pipeline_params)
+        child = client.create_run(
+            exp_id,
+            run_name=stage,
+            tags={
+                "mlflow.parentRunId": parent_id,
+                PIPELINE_TAG: key,
+                ROLE_TAG: "stage",
+                "stage": stage,
+                OWNER_TAG: _process_key(os.getpid()),
+            },
+        )
     run = StageRun(client, parent_id, child.info.run_id)
     if params:
         _log_params(client, child.info.run_id, params)

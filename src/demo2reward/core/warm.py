@@ -138,7 +138,11 @@ def serve(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a stale socket of a killed server
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
+    old_mask = os.umask(0o177)  # the socket runs code for whoever can connect: its owner only
+    try:
+        server.bind(str(path))
+    finally:
+        os.umask(old_mask)
     server.listen(16)
     server.settimeout(IDLE_S)
     try:
