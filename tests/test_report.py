@@ -59,6 +59,10 @@ def test_report_renders_every_row_and_figure_over_seeds(evals, tmp_path):
     assert summary["reward_accuracy_min"] == pytest.approx(0.76)
     assert summary["spin_reward_accuracy_final"] == pytest.approx(0.62)
     assert summary["irl_minus_spin_true_reward_mean"] == pytest.approx(0.25)
+    shown = json.loads((tmp_path / "out" / "summary.json").read_text())  # the DVC metric: a few short columns
+    assert next(iter(shown)) == "reward_recovery_ratio" and len(shown) <= 18 and max(map(len, shown)) <= 22
+    assert shown["irl_acc"] == agg["irl"][2]["reward_accuracy"] and shown["sft_win"] == agg["sft"][0]["win_rate_vs_demos"]
+    assert json.loads((tmp_path / "out" / "summary_detail.json").read_text()) == pytest.approx(summary)
     md = (tmp_path / "out" / "report.md").read_text()
     for row in (
         "| SFT |",

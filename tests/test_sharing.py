@@ -23,6 +23,7 @@ import yaml
 from tests.conftest import ROOT, merged_params
 
 pytestmark = pytest.mark.slow
+README_EXP_SHOW = ["--only-changed", "--keep", "reward_recovery_ratio"]  # the README's `dvc exp show` recipe
 
 
 def _run(args, cwd, env, check=True):
@@ -128,3 +129,61 @@ def test_a_shared_dvc_remote_round_trip(repo, tmp_path):
     assert "Running stage" not in repro.stdout  # nothing reruns: the pulled outputs are the results
     shown = [json.loads(_run(["dvc", "metrics", "show", "--json"], d, env).stdout) for d in (ws, clone)]
     assert shown[0][""] == shown[1][""] and "metrics/summary.json" in shown[0][""]["data"]
+
+
+@pytest.fixture(scope="module")
+def two_experiments(repo):
+    """The README's ablation recipe: a second experiment beside the first, with one param changed."""
+    ws, env = repo
+    _run(["dvc", "exp", "run", "--temp", "-n", "beta-0.5", "-S", "policy.beta=0.5"], ws, env)
+    return ws, env
+
+
+def test_dvc_exp_show_fits_a_screen(two_experiments):
+    ws, env = two_experiments
+    table = _run(["dvc", "exp", "show", "--no-pager", *README_EXP_SHOW], ws, {**env, "COLUMNS": "200"}).stdout
+    assert f"dvc exp show {' '.join(README_EXP_SHOW)}" in (ROOT / "README.md").read_text()
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 200, table
+    header = lines[1]
+    assert "irl_win" in header and "policy.beta" in header, table
+    end = header.index("reward_recovery_ratio") + len("reward_recovery_ratio")  # metrics are right-aligned
+    rows = [line for line in lines if "beta-0.5" in line or line.lstrip().startswith(("workspace", "main", "master"))]
+    assert len(rows) >= 2, table
+    for row in rows:
+        float(row[:end].split()[-1])  # every experiment shows its recovery ratio, not "-" or "…"
+
+
+def test_mlflow_ui_compares_reward_accuracy_with_win_rate(two_experiments, mlflow_server, tmp_path):
+    """The README's MLflow recipe, in a browser: two experiments' pipeline runs on the runs view, then compared
+    side by side (params and headline metrics) with a scatter of reward accuracy against win rate."""
+    from tests.browser import browser_page, distinct_colours, keep_for_docs
+
+    ws, env = two_experiments
+    exp = json.loads(
+        urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=demo2reward").read()
+    )
+    exp_id = exp["experiment"]["experiment_id"]
+    compare = Path(sys.executable).parent / "demo2reward-compare"
+    link = _run([str(compare), "--ui", mlflow_server], ws, env).stdout.strip()
+    with browser_page() as page:
+        page.goto(f"{mlflow_server}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
+        page.get_by_text("beta-0.5").first.wait_for()  # the runs view (not the GenAI overview) lists the experiment
+        assert page.get_by_role("tab", name="Traces").count() == 0 or page.get_by_text("Detect Issues").count() == 0
+
+        page.goto(link)
+        page.get_by_text("Comparing 2 Runs").wait_for()
+        text = page.inner_text("body")
+        for expected in ("beta-0.5", "policy.beta", "0.5", "reward_accuracy", "win_rate_vs_demos", "true_reward_mean"):
+            assert expected in text, f"the comparison lacks {expected!r}"
+        page.get_by_role("tab", name="Scatter Plot").click()
+        for box, metric in zip(page.get_by_role("combobox").all(), ("reward_accuracy", "win_rate_vs_demos"), strict=True):
+            box.click()
+            page.keyboard.type(metric)
+            page.get_by_role("option", name=metric, exact=True).click()
+        page.locator(".js-plotly-plot").first.wait_for()
+        assert page.locator(".js-plotly-plot .scatterlayer .point").count() == 2  # one point per experiment
+        shot = tmp_path / "mlflow-compare.png"
+        page.screenshot(path=shot)
+    assert distinct_colours(shot) > 100
+    keep_for_docs(shot, "mlflow-compare.png")

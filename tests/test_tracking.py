@@ -67,8 +67,8 @@ def test_compare_reads_dvc_experiments(monkeypatch):
     import subprocess
 
     def summary(acc):
-        return {"metrics": {"metrics/summary.json": {"data": {"irl_reward_accuracy_final": acc, "reward_recovery_ratio": 0.5,
-                                                              "spin_reward_accuracy_final": 0.4}}}}  # fmt: skip
+        return {"metrics": {"metrics/summary.json": {"data": {"irl_acc": acc, "reward_recovery_ratio": 0.5,
+                                                              "spin_acc": 0.4}}}}  # fmt: skip
 
     shown = [
         {"rev": "workspace", "name": None, "data": summary(0.8)},

@@ -281,8 +281,36 @@ def compare_runs(experiment: str = "demo2reward") -> list[dict]:
     return rows
 
 
+def compare_link(ui: str, experiment: str = "demo2reward", limit: int = 10) -> str | None:
+    """A link to the MLflow UI's comparison of the newest pipeline runs that have a report: their params and
+    metrics side by side, and a Scatter Plot tab for reward accuracy against win rate. None when there is none."""
+    import urllib.parse
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'pipeline' AND metrics.reward_accuracy >= 0",  # the report ran
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    if not runs:
+        return None
+    ids = json.dumps([r.info.run_id for r in runs], separators=(",", ":"))
+    query = urllib.parse.urlencode({"runs": ids, "experiments": json.dumps([exp.experiment_id])})
+    return f"{ui.rstrip('/')}/#/compare-runs?{query}"
+
+
 def compare_experiments(root: str | Path = ".") -> list[dict]:
     """One row per DVC experiment (and the workspace) and track, from its metrics/summary.json (`dvc exp show`)."""
+    from demo2reward.evaluation.report import HEADLINE
+
     proc = subprocess.run(["dvc", "exp", "show", "--json"], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0 or not proc.stdout.strip():
         return []
@@ -297,11 +325,7 @@ def compare_experiments(root: str | Path = ".") -> list[dict]:
             summary = ((node.get("data") or {}).get("metrics") or {}).get("metrics/summary.json", {}).get("data")
             if summary:
                 for track in TRACKS:
-                    values = {
-                        "reward_accuracy": summary.get(f"{track}_reward_accuracy_final"),
-                        "win_rate_gain": summary.get(f"{track}_gain_win_rate_vs_demos"),
-                        "true_reward_gain": summary.get(f"{track}_gain_true_reward_mean"),
-                    }
+                    values = {long: summary.get(f"{track}_{short}") for long, short in HEADLINE.items()}
                     if any(v is not None for v in values.values()):
                         recovery = summary.get("reward_recovery_ratio") if track == "irl" else None
                         rows.append({"source": "dvc", "run": name, "track": track, **values, "recovery": recovery})
@@ -328,7 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--experiment", default="demo2reward", help="MLflow experiment")
     ap.add_argument("--source", choices=("both", "mlflow", "dvc"), default="both")
+    ap.add_argument("--ui", metavar="URL", help="print a link to the MLflow UI (`mlflow ui` at URL) comparing the runs")
     args = ap.parse_args(argv)
+    if args.ui:
+        link = compare_link(args.ui, args.experiment)
+        print(link or f"no finished pipeline run with a report in MLflow experiment {args.experiment!r}")
+        raise SystemExit(0 if link else 1)
     found = False
     if args.source in ("both", "mlflow"):
         if rows := compare_runs(args.experiment):
@@ -339,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"no pipeline runs in MLflow experiment {args.experiment!r} at {tracking_uri()}")
     if args.source in ("both", "dvc"):
         if rows := compare_experiments(repo_root()):
-            print("\nDVC experiments (metrics/summary.json): gains over SFT at the final iteration")
+            print("\nDVC experiments (metrics/summary.json): final iteration, seed means")
             _print_table(rows)
             found = True
         else:

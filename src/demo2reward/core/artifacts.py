@@ -143,13 +143,14 @@ def verify_manifest(folder: str | Path) -> None:
     _verified[folder] = stats
 
 
-def write_json(path: str | Path, obj) -> None:
-    """Strict JSON: a NaN or infinite value fails here, naming its key, instead of landing in a metrics file."""
+def write_json(path: str | Path, obj, sort_keys: bool = True) -> None:
+    """Strict JSON: a NaN or infinite value fails here, naming its key, instead of landing in a metrics file.
+    `sort_keys=False` keeps the caller's order (DVC shows a metrics file's keys as columns in file order)."""
     bad = [k for k, v in (obj.items() if isinstance(obj, dict) else []) if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise DataFileError(f"{path}: {', '.join(map(str, bad))} is not a finite number")
     with atomic_file(path) as f:
-        json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
+        json.dump(obj, f, indent=2, sort_keys=sort_keys, allow_nan=False)
         f.write("\n")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +236,34 @@ def summarise(agg: Aggregated) -> dict[str, float]:
         out["reward_accuracy_min"] = min(accuracies)
     out["K"] = final_k(agg, "irl")
     out["seeds"] = irl[final_k(agg, "irl")]["n_seeds"]
+    return out
+
+
+HEADLINE = {"reward_accuracy": "acc", "win_rate_vs_demos": "win", "true_reward_mean": "true"}
+HEADLINE_TRACKS = {
+    "sft": ("win", "true"),
+    "irl": ("acc", "win", "true"),
+    "spin": ("acc", "win", "true"),
+    "oracle": ("win", "true"),
+}
+
+
+def headline(agg: Aggregated, summary: Mapping[str, float]) -> dict[str, float]:
+    """The few numbers `dvc exp show` lists per experiment (`metrics/summary.json`, the one DVC metric): the
+    recovery ratio, then the held-out reward accuracy (`acc`), win rate against the demonstrations (`win`) and
+    greedy true reward (`true`) of SFT, IRL, SPIN and the oracle, seed means at K (SFT at 0). Short names keep the
+    table within a screen; everything else (the guarded track, gains, claims) is in `summary_detail.json`."""
+    out: dict[str, float] = {}
+    if "reward_recovery_ratio" in summary:
+        out["reward_recovery_ratio"] = summary["reward_recovery_ratio"]
+    for track, shown in HEADLINE_TRACKS.items():
+        at_k = agg.get(track, {}).get(0 if track == "sft" else final_k(agg, track) or -1)
+        for key, short in HEADLINE.items():
+            if at_k and key in at_k and short in shown:
+                out[f"{track}_{short}"] = at_k[key]
+    for key in ("K", "seeds"):
+        if key in summary:
+            out[key] = summary[key]
     return out
 
 
@@ -529,7 +557,8 @@ def write_report(
     max_k: int | None = None,
     tracks: Iterable[str] | None = None,
 ) -> tuple[dict[str, float], Aggregated]:
-    """Write report.md, report.csv, summary.json, curves/*.json and plots/*.png; return the summary and
+    """Write report.md, report.csv, summary.json (headline), summary_detail.json, curves/*.json and plots/*.png;
+    return the detailed summary and
     the seed-aggregated metrics."""
     out_dir = Path(out_dir)
     evals = load_evaluations(eval_dir, seeds, max_k, tracks)
@@ -556,7 +585,8 @@ def write_report(
     plot_curves(agg, out_dir / "plots" / "curves.png")
     plot_overoptimisation(agg, out_dir / "plots" / "overoptimisation.png")
     plot_guards(trajectories, out_dir / "plots" / "guards.png", quality)
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", headline(agg, summary), sort_keys=False)
+    write_json(out_dir / "summary_detail.json", summary)
     with atomic_file(out_dir / "report.csv") as f:
         f.write(_csv(all_rows(agg)))
 
