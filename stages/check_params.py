@@ -20,3 +20,4 @@ except ParamsError as err:
     print(f"check_params: {err}", file=sys.stderr)
     sys.exit(2)
 write_json(args.out, {"valid": True})
+print(f"check_params: {args.params} is valid", file=sys.stderr)

@@ -103,7 +103,29 @@ def test_report_has_every_row_and_figure_over_two_seeds(workspace):
         curve = json.loads((ws / f"metrics/curves/{track}.json").read_text())
         assert [p["iteration"] for p in curve] == list(range(K + 1))
     summary = json.loads((ws / "metrics/summary.json").read_text())
-    assert summary["seeds"] == 2 and "irl_minus_spin_win_rate_vs_demos" in summary
+    assert summary["seeds"] == 2 and {"irl_acc", "irl_win", "spin_win", "sft_true"} <= set(summary)
+    assert "irl_minus_spin_win_rate_vs_demos" in json.loads((ws / "metrics/summary_detail.json").read_text())
+
+
+DVC_SAYS = ("Running stage ", "> ", "Updating lock file", "Generating lock file", "Use `dvc push`", "To track the changes",
+            "\tgit add", "To enable auto staging", "\tdvc config core.autostage", "WARNING: ")  # fmt: skip
+
+
+def test_the_console_is_one_line_per_stage(workspace):
+    """Beyond DVC's own lines, each stage prints one line with its key figures and [i/N, elapsed, ETA]."""
+    import re
+
+    _, _, repro = workspace
+    lines = (repro.stdout + repro.stderr).splitlines()
+    ours = [line for line in lines if line.strip() and not line.startswith(DVC_SAYS)]
+    assert max(map(len, ours)) <= 200  # DVC's own lines echo commands (up to 340 characters) and `git add` hints
+    ran = [line.removeprefix("Running stage '").removesuffix("':") for line in lines if line.startswith("Running stage ")]
+    assert len(ours) == len(ran), "\n".join(ours[:40])
+    assert [line.split(":")[0] for line in ours] == ran
+    assert ran[0] == "check_params" and ours[0].endswith("is valid")  # it runs before MLflow: no progress
+    progress = [re.search(r"\[(\d+)/(\d+), [\d:]+, ETA [\d:]+\]$", line) for line in ours[1:]]
+    assert all(progress), [line for line, p in zip(ours[1:], progress, strict=True) if not p][:5]
+    assert {int(p[2]) for p in progress} == {len(ran) - 1} and [int(p[1]) for p in progress] == list(range(1, len(ran)))
 
 
 def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):

@@ -121,3 +121,22 @@ def test_parallel_stages_can_both_create_a_fresh_store(tmp_path):
     exp = MlflowClient(uri).get_experiment_by_name("race")
     names = {r.info.run_name for r in MlflowClient(uri).search_runs([exp.experiment_id])}
     assert {"stage0", "stage1", "stage2"} <= names
+
+
+def test_progress_line_counts_stages_and_estimates_the_rest(monkeypatch):
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    assert tracking.Progress(10, 40, 1000.0 - 125).line() == "[10/40, 2:05, ETA 6:15]"
+    assert tracking.Progress(3, None, 1000.0 - 7).line() == "[3, 0:07]"
+    assert tracking.Progress(1, 1, 1000.0 - 3700).line() == "[1/1, 1:01:40, ETA 0:00]"
+
+
+def test_stage_runs_know_their_place_in_the_pipeline(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_STAGE", "a")
+    monkeypatch.setattr(tracking, "_count_stages", lambda: 3)
+    seen = []
+    for stage in ("a", "b"):
+        with tracking.stage_run(stage, "exp", "d1") as run:
+            seen.append((run.progress.index, run.progress.total))
+    assert seen == [(1, 3), (2, 3)]

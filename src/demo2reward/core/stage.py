@@ -138,6 +138,10 @@ def stage(
         random.seed(seed)
         np.random.seed(seed)
 
+    if os.environ.get(VERBOSE) != "1":
+        import logging
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
     from demo2reward.tracking import stage_run
 
     logged = {s: getattr(params, s).model_dump(mode="json") for s in sections}
@@ -150,7 +154,8 @@ def stage(
         ):
             recorder = Recorder(run)
             yield params, recorder
-        print(f"{name}: done in {time.time() - _process_started():.1f} s{recorder.headline()}", file=sys.stderr)
+        progress = f" {run.progress.line()}" if run.progress else ""
+        print(f"{name}: done in {time.time() - _process_started():.1f} s{recorder.headline()}{progress}", file=sys.stderr)
     except (DataFileError, StageError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -179,7 +184,18 @@ def _quiet_console(name: str) -> Iterator[None]:
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        import datasets
+
+        datasets.disable_progress_bars()  # "Tokenizing train dataset" and the like, per trainer
     log = Path("logs") / f"{name.replace('/', '_')}.log"
     log.parent.mkdir(exist_ok=True)
-    with log.open("w") as f, contextlib.redirect_stdout(f):
-        yield
+    # Progress bars (tqdm writes to sys.stderr) and TRL's per-step dicts (stdout) go to the log; a failure's
+    # traceback is printed after this block, on the console, with a pointer to the log.
+    with log.open("w") as f:
+        try:
+            with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                yield
+        except BaseException:
+            print(f"{name}: failed; its output is in {log}", file=sys.stderr)
+            raise
