@@ -199,3 +199,39 @@ def test_mlflow_ui_compares_reward_accuracy_with_win_rate(two_experiments, mlflo
         page.screenshot(path=shot)
     assert distinct_colours(shot) > 100
     keep_for_docs(shot, "mlflow-compare.png")
+
+
+def test_two_queued_experiments_run_at_once_against_the_server(two_experiments, mlflow_server):
+    """`dvc queue start -j 2`: two experiments at once, both logging to the tracking server; both land intact."""
+    ws, env = two_experiments
+    names = {"q-lr-0.003": "reward.learning_rate=0.003", "q-lr-0.03": "reward.learning_rate=0.03"}
+    for name, change in names.items():
+        _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", change], ws, env)
+    try:
+        _run(["dvc", "queue", "start", "-j", "2"], ws, env)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            status = _run(["dvc", "queue", "status"], ws, env).stdout
+            if not any(word in status for word in ("Queued", "Running")):
+                break
+            time.sleep(3)
+    finally:
+        _run(["dvc", "queue", "stop"], ws, env, check=False)
+    assert status.count("Success") >= 2 and "Failed" not in status, status
+    exp = json.loads(
+        urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=demo2reward").read()
+    )
+    runs = _rest(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment"]["experiment_id"]],
+                                                                "max_results": 1000})["runs"]  # fmt: skip
+    tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs}
+    for name in names:
+        parents = [
+            r for r in runs if r["info"]["run_name"] == name and tags[r["info"]["run_id"]].get("demo2reward.role") == "pipeline"
+        ]
+        assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED", name
+        children = [r for r in runs if tags[r["info"]["run_id"]].get("mlflow.parentRunId") == parents[0]["info"]["run_id"]]
+        stages = [r["info"]["run_name"] for r in children]
+        assert {"reward@0-irl-from0", "policy@0-irl-from0", "report"} <= set(stages) and len(stages) == len(set(stages))
+        assert all(r["info"]["status"] == "FINISHED" for r in children), name
+        metrics = {m["key"] for m in parents[0]["data"].get("metrics", [])}
+        assert {"reward_accuracy", "win_rate_vs_demos", "summary/reward_recovery_ratio"} <= metrics, name
