@@ -140,3 +140,17 @@ def test_stage_runs_know_their_place_in_the_pipeline(tmp_path, monkeypatch):
         with tracking.stage_run(stage, "exp", "d1") as run:
             seen.append((run.progress.index, run.progress.total))
     assert seen == [(1, 3), (2, 3)]
+
+
+def test_process_identity_survives_a_clock_adjustment(monkeypatch):
+    """psutil's create_time() moves when the wall clock is adjusted; one `dvc exp run` then got three MLflow parents."""
+    import os
+    import time
+
+    import psutil
+
+    key = tracking._process_key(os.getpid())
+    assert tracking._alive(key)
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: time.time() + 25.0)
+    assert tracking._process_key(os.getpid()) == key and tracking._alive(key)
+    assert tracking.pipeline_key() == tracking.pipeline_key()

@@ -54,7 +54,7 @@ def pipeline_key() -> str:
             if any(Path(a).name == "dvc" for a in argv):
                 owner = parent
                 break
-    return f"{os.environ.get('DVC_EXP_NAME', '')}:{owner.pid}-{int(owner.create_time() * 1000)}"
+    return f"{os.environ.get('DVC_EXP_NAME', '')}:{_process_key(owner.pid)}"
 
 
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
@@ -62,9 +62,19 @@ OWNER_TAG = "demo2reward.owner"  # pid-start time of the process that runs a sta
 
 
 def _process_key(pid: int) -> str:
+    """`pid-start`: a process's identity, where a pid alone may have been reused.
+
+    On Linux `start` is the kernel's start time in clock ticks since boot. psutil's `create_time()` adds the boot
+    time, which it derives from the wall clock: when the clock was adjusted, the same live `dvc` process got three
+    different keys in one `dvc exp run` (seen here) and its stages split over three MLflow parent runs.
+    """
     import psutil
 
-    return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{pid}-{stat.rpartition(')')[2].split()[19]}"  # field 22 (starttime); the name may hold spaces
+    except (OSError, IndexError):
+        return f"{pid}-{int(psutil.Process(pid).create_time() * 1000)}"
 
 
 def _alive(process_key: str) -> bool:
@@ -74,7 +84,7 @@ def _alive(process_key: str) -> bool:
     pid, _, started = process_key.rpartition(":")[2].partition("-")
     try:
         return _process_key(int(pid)) == f"{pid}-{started}"
-    except (ValueError, psutil.Error):
+    except (ValueError, psutil.Error):  # a gone process: no /proc entry, and psutil's fallback raises
         return False
 
 
