@@ -305,8 +305,8 @@ TRACKS = ("irl", "irl_guarded", "spin", "oracle")
 COMPARED = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean")
 
 
-def compare_runs(experiment: str = "demo2reward") -> list[dict]:
-    """One row per MLflow pipeline run and track: the final iteration's seed means, as the report logged them."""
+def _pipeline_runs(experiment: str, where: str = "", limit: int = 1000) -> tuple[str | None, list]:
+    """The experiment's id and its pipeline (parent) runs, newest first, optionally narrowed by `where`."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -314,15 +314,20 @@ def compare_runs(experiment: str = "demo2reward") -> list[dict]:
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        return []
+        return None, []
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"tags.`{ROLE_TAG}` = 'pipeline'",
+        filter_string=f"tags.`{ROLE_TAG}` = 'pipeline'" + (f" AND {where}" if where else ""),
         order_by=["attributes.start_time DESC"],
-        max_results=1000,
+        max_results=limit,
     )
+    return exp.experiment_id, runs
+
+
+def compare_runs(experiment: str = "demo2reward") -> list[dict]:
+    """One row per MLflow pipeline run and track: the final iteration's seed means, as the report logged them."""
     rows = []
-    for r in runs:
+    for r in _pipeline_runs(experiment)[1]:
         for track in TRACKS:
             prefix = "" if track == "irl" else f"{track}/"
             values = {m: r.data.metrics.get(prefix + m) for m in COMPARED}
@@ -337,24 +342,11 @@ def compare_link(ui: str, experiment: str = "demo2reward", limit: int = 10) -> s
     metrics side by side, and a Scatter Plot tab for reward accuracy against win rate. None when there is none."""
     import urllib.parse
 
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    mlflow.set_tracking_uri(tracking_uri())
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{ROLE_TAG}` = 'pipeline' AND metrics.reward_accuracy >= 0",  # the report ran
-        order_by=["attributes.start_time DESC"],
-        max_results=limit,
-    )
+    exp_id, runs = _pipeline_runs(experiment, "metrics.reward_accuracy >= 0", limit)  # the report ran
     if not runs:
         return None
     ids = json.dumps([r.info.run_id for r in runs], separators=(",", ":"))
-    query = urllib.parse.urlencode({"runs": ids, "experiments": json.dumps([exp.experiment_id])})
+    query = urllib.parse.urlencode({"runs": ids, "experiments": json.dumps([exp_id])})
     return f"{ui.rstrip('/')}/#/compare-runs?{query}"
 
 
