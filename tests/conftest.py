@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,16 @@ def deep_merge(base: dict, overrides: dict) -> dict:
         else:
             base[k] = v
     return base
+
+
+def wait_for_dvc_queue(ws: Path, env: dict, timeout_s: float = 900) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; return its last output."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = subprocess.run(["dvc", "queue", "status"], cwd=ws, env=env, capture_output=True, text=True).stdout
+        if not any(word in status for word in ("Queued", "Running")) or time.monotonic() > deadline:
+            return status
+        time.sleep(3)
 
 
 def merged_params(overrides: dict | None = None) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for_dvc_queue
 
 pytestmark = pytest.mark.slow
 
@@ -517,12 +517,7 @@ def test_queued_experiments_keep_their_mlflow_runs(workspace):
     for name, change in names.items():
         _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", change], ws, env)
     _run(["dvc", "queue", "start", "-j", "1"], ws, env)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = _run(["dvc", "queue", "status"], ws, env).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(3)
+    status = wait_for_dvc_queue(ws, env, timeout_s=600)
     assert "Success" in status and "Failed" not in status, status
     from mlflow.tracking import MlflowClient
 

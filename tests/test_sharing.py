@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, merged_params
+from tests.conftest import ROOT, merged_params, wait_for_dvc_queue
 
 pytestmark = pytest.mark.slow
 # The README's `dvc exp show` recipe: what changed (no dependency hashes), and always the recovery ratio.
@@ -209,12 +209,7 @@ def test_two_queued_experiments_run_at_once_against_the_server(two_experiments, 
         _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", change], ws, env)
     try:
         _run(["dvc", "queue", "start", "-j", "2"], ws, env)
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            status = _run(["dvc", "queue", "status"], ws, env).stdout
-            if not any(word in status for word in ("Queued", "Running")):
-                break
-            time.sleep(3)
+        status = wait_for_dvc_queue(ws, env)
     finally:
         _run(["dvc", "queue", "stop"], ws, env, check=False)
     assert status.count("Success") >= 2 and "Failed" not in status, status
