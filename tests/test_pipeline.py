@@ -171,6 +171,35 @@ def test_noop_repro_and_dvc_tooling(workspace):
     assert list(shown[""]["data"]) == ["metrics/summary.json"]
 
 
+ENV_WATCH = """
+import os, threading
+_put, _unset = os.putenv, os.unsetenv
+def _check(key):
+    others = sorted(t.name for t in threading.enumerate() if t.name not in ("MainThread", "tqdm_monitor"))
+    if others:
+        with open(os.environ["ENV_WATCH_LOG"], "a") as f:
+            f.write(f"{key!r} changed while {others} ran\\n")
+os.putenv = lambda k, v: (_check(k), _put(k, v))[1]
+os.unsetenv = lambda k: (_check(k), _unset(k))[1]
+"""
+
+
+def test_no_library_thread_runs_while_the_environment_is_rewritten(workspace, tmp_path):
+    # accelerate clears and restores os.environ whenever a Trainer is built; a thread calling getenv meanwhile
+    # (MLflow's and huggingface_hub's telemetry did) can segfault the stage. Watch every setenv of one RL stage.
+    ws, env, _ = workspace
+    (tmp_path / "sitecustomize.py").write_text(ENV_WATCH)
+    log = tmp_path / "watch.log"
+    run_env = {**env, "DEMO2REWARD_WARM": "0", "PYTHONPATH": f"src{os.pathsep}{tmp_path}", "ENV_WATCH_LOG": str(log),
+               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    args = ["--seed", "0", "--k", "1", "--iterate", str(tmp_path / "iter_1"), "--previous", "models/seed_0/sft",
+            "--sft", "models/seed_0/sft/policy", "--demos", "data/task/train.jsonl", "--task", "data/task",
+            "--metrics", str(tmp_path / "oracle.json")]
+    _run([sys.executable, "stages/oracle.py", *args], ws, run_env)
+    assert (tmp_path / "oracle.json").exists()
+    assert not log.exists(), log.read_text()[:2000]
+
+
 def test_adding_an_iteration_reruns_only_that_iteration(workspace):
     ws, env, _ = workspace
     params = yaml.safe_load((ws / "params.yaml").read_text())

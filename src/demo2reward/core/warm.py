@@ -66,8 +66,22 @@ def _recv_msg(conn: socket.socket):
 # ----------------------------------------------------------------------------------------------------- the client
 
 
+# Set in the stage's own process before any library is imported. Telemetry is off because its threads (MLflow's,
+# huggingface_hub's) read the environment while accelerate clears and restores it (`clear_environment`, at every
+# Trainer's creation): glibc's getenv racing a setenv segfaults (seen once: an oracle stage
+# killed in a queued experiment, `dmesg` showing the fault in libc). The stages run offline, so nothing was sent anyway.
+STAGE_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+}
+
+
 def run_warm() -> None:
     """Run this stage script in the warm server and exit with its code; return (run cold) when that is not possible."""
+    for key, value in STAGE_ENV.items():
+        os.environ.setdefault(key, value)
     if os.environ.get(CHILD_ENV) or os.environ.get("DEMO2REWARD_WARM", "1") == "0" or not hasattr(socket, "AF_UNIX"):
         return
     os.environ.setdefault(STARTED_ENV, str(time.time()))
@@ -127,8 +141,8 @@ def _start_server(path: Path, cwd: str, timeout_s: float = 120.0) -> socket.sock
 
 
 def serve(path: Path) -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    for key, value in STAGE_ENV.items():
+        os.environ.setdefault(key, value)
     for line in PRELOAD:
         exec(line, {})
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
