@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer, RLOOConfig, RLOOTrainer, SFTConfig, SFTTrainer
 
@@ -371,6 +372,65 @@ def bench_parallel_queue(seeds: tuple[int, ...] = (0,)) -> dict:
     return out
 
 
+def _trainer_summary(log: Path) -> dict:
+    """The figures TRL prints when `train()` ends ({'train_runtime': ..., 'train_samples_per_second': ...})."""
+    import ast
+
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{'train_runtime'")]
+    if not lines:
+        raise RuntimeError(f"{log}: no trainer summary")
+    return {k: float(v) for k, v in ast.literal_eval(lines[-1]).items()}
+
+
+def bench_processes(ws: Path, processes: tuple[int, ...] = (1, 2)) -> dict:
+    """Training throughput of one reward stage and one RL (policy) stage at 1 and at 2 processes (DDP, gloo).
+
+    Seed 0, iteration 1 of the workspace's default run, each stage run as DVC would (cold: no warm server), with
+    params.yaml's sizes; throughput is TRL's own (samples/s over `train_runtime`, tokens/s = num_tokens over it).
+    """
+    stages = {
+        "reward": ["stages/reward.py", "--seed", "0", "--track", "irl", "--k", "1",
+                   "--pairs", "data/seed_0/irl/iter_1/pairs.jsonl", "--sft", "models/seed_0/sft/policy",
+                   "--previous", "models/seed_0/sft", "--iterate", "out/iter_1", "--metrics", "out/reward.json"],
+        "policy": ["stages/policy.py", "--seed", "0", "--track", "irl", "--k", "1", "--iterate", "out/iter_1",
+                   "--previous", "models/seed_0/sft", "--sft", "models/seed_0/sft/policy", "--demos", "data/task/train.jsonl",
+                   "--rollouts", "data/seed_0/irl/iter_1/rollouts.jsonl", "--metrics", "out/policy.json"],
+    }  # fmt: skip
+    results: dict = {"cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="bench-processes-") as scratch:
+        repo = scratch_copy(Path(scratch))
+        shutil.copytree(REPO_ROOT / "presets", repo / "presets")
+        for rel in ("data/task", "data/seed_0/irl/iter_1", "models/seed_0/sft"):
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            (repo / rel).symlink_to(ws / rel)
+        env = {
+            **os.environ,
+            "DEMO2REWARD_WARM": "0",
+            "PYTHONPATH": "src",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+        }
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        for n in processes:
+            params["distributed"]["num_processes"] = n
+            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            shutil.rmtree(repo / "out", ignore_errors=True)
+            for name, argv in stages.items():
+                print(f"{name} at {n} process(es)", flush=True)
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, *argv], cwd=repo, env=env, check=True)
+                wall = time.perf_counter() - t0
+                summary = _trainer_summary(repo / "logs" / f"{name}.log")
+                row = {"wall_s": round(wall, 1), "train_runtime_s": summary["train_runtime"],
+                       "samples_per_s": summary["train_samples_per_second"]}  # fmt: skip
+                if "num_tokens" in summary:
+                    row["tokens_per_s"] = round(summary["num_tokens"] / summary["train_runtime"], 1)
+                results[f"{name}_{n}_processes"] = row
+        for name in stages:
+            one, two = results[f"{name}_1_processes"], results[f"{name}_2_processes"]
+            results[f"{name}_samples_per_s_2_over_1"] = round(two["samples_per_s"] / one["samples_per_s"], 3)
+    return results
+
+
 def bench_judge(pairs: int = 500) -> dict:
     """500 pairwise judgments (1,000 calls) against a local OpenAI-compatible server, then the fully cached rerun.
 
@@ -428,6 +488,7 @@ def main() -> None:
     ap.add_argument("--noop-targets", nargs="*", default=[], metavar="STAGE", help="stages to repro in DIR (default: all)")
     ap.add_argument("--stage-overhead", type=Path, metavar="DIR", help="time a tiny stage end to end in DIR (reproduced)")
     ap.add_argument("--parallel-queue", action="store_true", help="two queued one-seed experiments: 1 worker vs 2")
+    ap.add_argument("--processes", action="store_true", help="reward and RL training throughput at 1 vs 2 processes")
     args = ap.parse_args()
     if args.n < 1 or args.policy_steps < 1 or args.repeats < 1:
         ap.error("--n, --policy-steps and --repeats must be at least 1")
@@ -448,6 +509,9 @@ def main() -> None:
     if args.parallel_queue:
         results["parallel_queue"] = bench_parallel_queue()
         print(json.dumps(results["parallel_queue"], indent=2))
+    if args.processes:
+        results["processes"] = bench_processes(ws)
+        print(json.dumps(results["processes"], indent=2))
     if args.judge:
         results["judge"] = bench_judge()
         print(json.dumps(results["judge"], indent=2))
@@ -462,7 +526,9 @@ def main() -> None:
         results[f"pipeline_{len(timing['seeds'])}_seeds"] = timing
         print(json.dumps(timing, indent=2))
     if not results:
-        ap.error("nothing to do: --skip-trainers without --noop, --judge, --pipeline, --stage-overhead or --parallel-queue")
+        ap.error(
+            "nothing to do: --skip-trainers without --noop, --judge, --pipeline, --stage-overhead, --parallel-queue, --processes"
+        )
 
     out = ws / "metrics/bench.json"
     merged = read_json(out) if out.exists() else {}

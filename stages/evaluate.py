@@ -21,7 +21,7 @@ ap.add_argument("--out", type=Path, required=True)
 ap.add_argument("--answers", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("evaluate", ("evaluate",), seed=args.seed) as (params, run):
+with stage("evaluate", ("evaluate", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.core.artifacts import repo_root
     from demo2reward.core.iterates import folder
     from demo2reward.evaluation.metrics import evaluate_iterate

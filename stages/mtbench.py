@@ -14,7 +14,7 @@ ap.add_argument("--out", type=Path, required=True, help="answers and judgments, 
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("mtbench", ("mtbench",)) as (params, run):
+with stage("mtbench", ("mtbench", "vllm")) as (params, run):
     from demo2reward.evaluation.mtbench import mtbench_stage
 
     for name, scores in mtbench_stage(params, args.models, args.out, args.metrics).items():

@@ -19,7 +19,7 @@ ap.add_argument("--task", type=Path, required=True, help="task folder, for r*")
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("oracle", ("policy",), seed=args.seed) as (params, run):
+with stage("oracle", ("policy", "distributed", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.loop.oracle import oracle_iterate
 
     metrics = oracle_iterate(args.iterate, args.previous, args.sft, args.demos, args.task, params.policy, args.seed + args.k)

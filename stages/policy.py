@@ -20,7 +20,7 @@ ap.add_argument("--rollouts", type=Path, required=True, help="iterate k's rollou
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("policy", ("policy",), seed=args.seed) as (params, run):
+with stage("policy", ("policy", "distributed", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.loop.policy import improve_iterate
 
     metrics = improve_iterate(

@@ -15,7 +15,7 @@ ap.add_argument("--out", type=Path, required=True)
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("pretrain", ("pretrain",)) as (params, run):
+with stage("pretrain", ("pretrain", "distributed")) as (params, run):
     from demo2reward.loop.sft import pretrain
 
     metrics = pretrain(args.init, args.corpus, params.pretrain, args.out, params.seed, params.pretrain.max_length)

@@ -19,7 +19,7 @@ ap.add_argument("--iterate", type=Path, required=True, help="iterate k's folder,
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("reward", ("reward",), seed=args.seed) as (params, run):
+with stage("reward", ("reward", "distributed"), seed=args.seed) as (params, run):
     from demo2reward.loop.reward import reward_iterate
 
     metrics = reward_iterate(

@@ -16,7 +16,7 @@ ap.add_argument("--demos", type=Path, required=True)
 ap.add_argument("--out", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("rollout", ("rollout",), seed=args.seed) as (params, run):
+with stage("rollout", ("rollout", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.loop.rollout import rollout
 
     run.record(rollout(args.previous, args.demos, params.rollout, args.out, seed=args.seed * 1000 + args.k))

@@ -17,7 +17,7 @@ ap.add_argument("--pool", type=Path, required=True, help="iterate 0's pair pool 
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("sft", ("sft",), seed=args.seed) as (params, run):
+with stage("sft", ("sft", "distributed"), seed=args.seed) as (params, run):
     from demo2reward.loop.sft import sft
 
     metrics = sft(args.init, args.demos, params.sft, args.out, args.pool, args.seed, params.sft.max_length)

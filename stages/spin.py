@@ -17,7 +17,7 @@ ap.add_argument("--demos", type=Path, required=True)
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("spin", ("spin",), seed=args.seed) as (params, run):
+with stage("spin", ("spin", "distributed", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.loop.spin import spin_iterate
 
     metrics = spin_iterate(

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from demo2reward.core.params import ParamsError, load_params, parse_params
 from tests.conftest import ROOT, merged_params
@@ -47,3 +48,31 @@ def test_digest_changes_with_params():
     a = parse_params(merged_params())
     b = parse_params(merged_params({"policy": {"beta": 0.2}}))
     assert a.digest() != b.digest() and a.digest() == parse_params(merged_params()).digest()
+
+
+def test_the_readme_four_gpu_recipe_keeps_every_batch(monkeypatch, tmp_path):
+    """README: tldr-pythia1b.yaml, then tldr-pythia1b-4gpu-zero2.yaml: 4 ranks, the same effective and per-device batches."""
+    from demo2reward.presets import apply_preset
+
+    monkeypatch.chdir(ROOT)  # config files are relative to the repository root, as DVC runs the stages
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(apply_preset(ROOT / "presets/tldr-pythia1b.yaml", ROOT / "params.yaml")))
+    one = parse_params(yaml.safe_load(params.read_text()))
+    four = parse_params(apply_preset(ROOT / "presets/tldr-pythia1b-4gpu-zero2.yaml", params))
+    assert (four.distributed.num_processes, one.distributed.num_processes) == (4, 1)
+    for name in ("sft", "reward", "policy", "spin"):
+        a, b = getattr(one, name), getattr(four, name)
+        assert a.batch_size == b.batch_size, name
+        assert a.batch_size // a.gradient_accumulation_steps == b.batch_size // (b.gradient_accumulation_steps * 4), name
+
+
+def test_batches_that_do_not_split_over_the_processes_fail_naming_the_key(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ParamsError, match=r"pretrain.batch_size = 32 must be a multiple of distributed.num_processes"):
+        parse_params(merged_params({"distributed": {"num_processes": 3}}))
+    with pytest.raises(ParamsError, match=r"distributed.config_file: nowhere.yaml does not exist"):
+        parse_params(merged_params({"distributed": {"num_processes": 2, "config_file": "nowhere.yaml"}}))
+    for config in sorted((ROOT / "presets" / "accelerate").glob("*.yaml")):  # every shipped config is accelerate's
+        from accelerate.commands.config.config_args import load_config_from_file
+
+        assert load_config_from_file(str(config)).distributed_type is not None, config.name

@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from demo2reward.core.distributed import is_main_process
+
 
 def repo_root() -> Path:
     """The DVC repository root; inside a queued `dvc exp run`, DVC_ROOT names the parent repository."""
@@ -65,12 +67,15 @@ def atomic_dir(path: str | Path, manifest: bool = False) -> Iterator[Path]:
     """Yield a scratch folder that replaces `path` only if the block finishes (with a manifest, written last).
 
     A killed stage leaves its scratch folder in .tmp/ (removed by the next stage), never a finished-looking `path`.
+    Under `accelerate launch` only rank 0 replaces `path`; the other ranks' folders are discarded.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{path.name}-", dir=_scratch_for(path)))
     try:
         yield tmp
+        if not is_main_process():
+            return
         if manifest:
             write_manifest(tmp)
         tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would be the output's mode
@@ -90,6 +95,8 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        if not is_main_process():
+            return  # rank 0 writes the file
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would be the output's mode
         os.replace(tmp, path)
     finally:

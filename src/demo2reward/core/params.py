@@ -14,6 +14,8 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from demo2reward.core.distributed import world_size
+
 # Hub ids of the real tasks' data sets (the ids the upstream code uses).
 TLDR_DEMOS_ID = "vwxyzjn/summarize_from_feedback_tldr_3_filtered"
 TLDR_PREFS_ID = "openai/summarize_from_feedback"
@@ -179,7 +181,8 @@ class DeviceFields(Section):
 
     @property
     def per_device_batch_size(self) -> int:
-        return self.batch_size // self.gradient_accumulation_steps
+        """batch_size = per-device batch x processes (under accelerate launch) x gradient_accumulation_steps."""
+        return self.batch_size // (self.gradient_accumulation_steps * world_size())
 
 
 class TrainParams(DeviceFields):
@@ -358,6 +361,47 @@ IRLTrack = Literal["irl", "irl_guarded"]
 IRL_TRACKS: tuple[str, ...] = get_args(IRLTrack)
 
 
+class DistributedParams(Section):
+    """Processes per training stage (pretrain, sft, reward, policy, oracle, spin), on `accelerate launch`."""
+
+    num_processes: int = Field(
+        1,
+        ge=1,
+        description="Processes (ranks) of each training stage: one per GPU; above 1 the stage runs under "
+        "`accelerate launch`. Every batch_size stays the effective batch (per device x processes x accumulation).",
+    )
+    config_file: str = Field(
+        "presets/accelerate/multi_gpu.yaml",
+        min_length=1,
+        description="accelerate config used when num_processes > 1: multi_gpu.yaml (DDP; gloo on a CPU), "
+        "deepspeed_zero2.yaml, deepspeed_zero3.yaml or fsdp2.yaml (GPUs), or your own.",
+    )
+
+
+class VLLMParams(Section):
+    """vLLM generation (GPU only), off by default: HF generate is the reference and its outputs are unchanged."""
+
+    enabled: bool = Field(
+        False,
+        description="Generate with vLLM: TRL's use_vllm in policy and oracle (RLOO, GRPO, Online-DPO), and "
+        "vllm.LLM for rollouts, SPIN's samples, evaluation and MT-Bench answers. Needs vLLM and a GPU.",
+    )
+    mode: Literal["colocate", "server"] = Field(
+        "colocate", description="TRL's vllm_mode: vLLM inside the training process, or a `trl vllm-serve` server."
+    )
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU memory fraction vLLM reserves (colocated).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per vLLM engine.")
+    max_model_length: int | None = Field(None, ge=1, description="vLLM's context length; null = the model's.")
+    enable_sleep_mode: bool = Field(False, description="Offload vLLM's weights and cache while the trainer steps.")
+    server_base_url: str | None = Field(None, description="Server mode: the `trl vllm-serve` URL (else host and port).")
+    server_host: str = Field("0.0.0.0", description="Server mode: the server's host.")
+    server_port: int = Field(8000, ge=1, le=65535, description="Server mode: the server's port.")
+    server_timeout: float = Field(240.0, gt=0, description="Server mode: seconds to wait for the server.")
+
+
+TRAINED_SECTIONS = ("pretrain", "sft", "reward", "policy", "spin")  # the sections whose batches are split across ranks
+
+
 class Params(Section):
     seed: int = Field(0, ge=0, description="Seed of the task and the pretrained base, shared by all training seeds.")
     seeds: list[int] = Field(
@@ -391,6 +435,10 @@ class Params(Section):
         default_factory=LeaderboardParams, description="`leaderboard`: the Open LLM Leaderboard v1 (off by default)."
     )
     tracking: TrackingParams = Field(default_factory=TrackingParams, description="MLflow mirroring.")
+    vllm: VLLMParams = Field(default_factory=VLLMParams, description="vLLM generation instead of HF generate (GPU).")
+    distributed: DistributedParams = Field(
+        default_factory=DistributedParams, description="Multi-process training (DDP, DeepSpeed ZeRO, FSDP) via accelerate."
+    )
     iterations: list[Iteration] = Field(
         default_factory=lambda: [Iteration(k=k, prev=previous_folder(k)) for k in (1, 2, 3)],
         description="The unrolled loop (DVC matrix axis): item k is {k: k, prev: <iterate k-1's folder>}; K = its length.",
@@ -410,6 +458,24 @@ class Params(Section):
                 raise ValueError(f"{name}: duplicates in {values}")
         if any(s < 0 for s in self.seeds):
             raise ValueError("seeds: must be non-negative")
+        return self
+
+    @model_validator(mode="after")
+    def _batches_split_across_processes(self) -> Params:
+        n = self.distributed.num_processes
+        if n == 1:
+            return self
+        for name in TRAINED_SECTIONS:
+            section = getattr(self, name)
+            pairs = name == "policy" and section.optimizer == "online_dpo"  # its batch is split into prompt pairs
+            per_step = section.gradient_accumulation_steps * n * (2 if pairs else 1)
+            if section.batch_size % per_step:
+                raise ValueError(
+                    f"{name}.batch_size = {section.batch_size} must be a multiple of distributed.num_processes x "
+                    f"{name}.gradient_accumulation_steps{' x 2 (online_dpo)' if pairs else ''} = {per_step}"
+                )
+        if not Path(self.distributed.config_file).is_file():
+            raise ValueError(f"distributed.config_file: {self.distributed.config_file} does not exist")
         return self
 
     @model_validator(mode="after")

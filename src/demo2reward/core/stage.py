@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from demo2reward.core import consent
+from demo2reward.core import consent, distributed
 from demo2reward.core.artifacts import DataFileError, clean_scratch, write_json
 from demo2reward.core.params import Params, ParamsError, load_params
 
@@ -49,6 +49,15 @@ def set_threads_and_seed(threads: int, seed: int) -> None:
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+
+
+class NoRun:
+    """The MLflow run of a rank other than 0: rank 0 logs for the stage."""
+
+    progress = None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 class Recorder:
@@ -96,6 +105,21 @@ def _process_started() -> float:
     return psutil.Process().create_time()
 
 
+def _start_vllm(settings) -> None:
+    """Fail here, before any compute, where vLLM cannot run; else route this stage's generation through it."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("vllm") is None:
+        raise StageError("vllm.enabled is true but vLLM is not installed (pip install vllm), or set vllm.enabled: false")
+    if not torch.cuda.is_available():
+        raise StageError("vllm.enabled is true but this machine has no GPU; set vllm.enabled: false")
+    from demo2reward.models.generation import use_vllm
+
+    use_vllm(settings)
+
+
 def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -111,7 +135,9 @@ def stage(
     """Validate params before any compute, then run the stage body inside its MLflow child run.
 
     `seed` is the training seed of a per-seed stage (one of `params.seeds`); shared stages use `params.seed`.
-    `torch=False` (pairs, report) seeds Python and NumPy only, and never imports torch.
+    `torch=False` (pairs, report) seeds Python and NumPy only, and never imports torch. A stage that lists the
+    `distributed` section trains: with `distributed.num_processes > 1` it reruns itself under `accelerate launch`,
+    and only rank 0 logs to MLflow and prints its line (`core.distributed`).
 
     Expected failures (bad params, malformed data) print one line naming the key or the file and exit 2;
     nothing is written, since outputs are only moved into place when a stage finishes.
@@ -129,6 +155,18 @@ def stage(
         print(f"{name}: seed {seed} is not in params seeds {params.seeds}", file=sys.stderr)
         sys.exit(2)
     seed = params.seed if seed is None else seed
+    if "vllm" in sections and params.vllm.enabled:
+        try:
+            _start_vllm(params.vllm)
+        except StageError as err:
+            print(f"{name}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+    if "distributed" in sections and params.distributed.num_processes > 1 and not distributed.launched():
+        try:
+            sys.exit(distributed.launch(params.distributed.num_processes, params.distributed.config_file, sys.argv))
+        except StageError as err:
+            print(f"{name}: error: {err}", file=sys.stderr)
+            sys.exit(2)
     consent.grant(params.model.trust_remote_code)
     if torch:
         set_threads_and_seed(resolve_threads(params.threads), seed)
@@ -146,16 +184,20 @@ def stage(
 
     logged = {s: getattr(params, s).model_dump(mode="json") for s in sections}
     logged["seed"] = seed
+    main = distributed.is_main_process()
     try:
         pipeline = params.model_dump(mode="json")
         with (
-            stage_run(name, params.tracking.experiment, params.digest(), logged, _process_started(), pipeline) as run,
-            _quiet_console(name),
+            stage_run(name, params.tracking.experiment, params.digest(), logged, _process_started(), pipeline)
+            if main
+            else contextlib.nullcontext(NoRun()) as run,
+            _quiet_console(name if main else f"{name}.rank{distributed.rank()}"),
         ):
             recorder = Recorder(run)
             yield params, recorder
         progress = f" {run.progress.line()}" if run.progress else ""
-        print(f"{name}: done in {time.time() - _process_started():.1f} s{recorder.headline()}{progress}", file=sys.stderr)
+        if main:
+            print(f"{name}: done in {time.time() - _process_started():.1f} s{recorder.headline()}{progress}", file=sys.stderr)
     except (DataFileError, StageError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -196,6 +238,7 @@ def _quiet_console(name: str) -> Iterator[None]:
         try:
             with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 yield
-        except BaseException:
-            print(f"{name}: failed; its output is in {log}", file=sys.stderr)
+        except BaseException as err:
+            if not (isinstance(err, SystemExit) and err.code in (0, None)):
+                print(f"{name}: failed; its output is in {log}", file=sys.stderr)
             raise

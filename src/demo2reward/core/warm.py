@@ -84,6 +84,8 @@ def run_warm() -> None:
         os.environ.setdefault(key, value)
     if os.environ.get(CHILD_ENV) or os.environ.get("DEMO2REWARD_WARM", "1") == "0" or not hasattr(socket, "AF_UNIX"):
         return
+    if "WORLD_SIZE" in os.environ:
+        return  # a rank under accelerate launch: its process group needs a process of its own
     os.environ.setdefault(STARTED_ENV, str(time.time()))
     os.environ[CALLER_ENV] = str(os.getpid())  # the forked child's ancestors are the server's, not DVC
     cwd = os.getcwd()

@@ -17,7 +17,7 @@ from demo2reward.core import consent
 from demo2reward.core.artifacts import atomic_dir
 from demo2reward.core.conversation import as_generated
 from demo2reward.core.params import PolicyParams
-from demo2reward.models.generation import score
+from demo2reward.models.generation import score, trl_vllm_kwargs
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, lora_config
 from demo2reward.models.training import save_trained, trainer_kwargs
 
@@ -56,6 +56,7 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokeni
             from trl import GRPOTrainer as Trainer
         config = Config(
             **common,
+            **trl_vllm_kwargs(Config),
             num_generations=p.num_generations,
             per_device_train_batch_size=p.per_device_batch_size,  # x gradient_accumulation_steps = batch_size
             top_k=0,
@@ -76,9 +77,10 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokeni
 
     config = OnlineDPOConfig(
         **{k: v for k, v in common.items() if k not in ("beta", "max_completion_length")},
+        **trl_vllm_kwargs(OnlineDPOConfig),
         beta=[p.beta],
         max_new_tokens=p.max_new_tokens,
-        per_device_train_batch_size=max(1, p.batch_size // 2 // p.gradient_accumulation_steps),
+        per_device_train_batch_size=max(1, p.per_device_batch_size // 2),  # prompts: each gives a pair
         top_k=0,
     )
     peft_config = lora_config(p.lora, "CAUSAL_LM")

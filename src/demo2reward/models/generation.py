@@ -27,6 +27,26 @@ class Samples:
         return [t[0] for t in self.texts]
 
 
+_vllm = None  # the stage's VLLMParams when its params turned vLLM on (`use_vllm`); None: HF generate
+
+
+def use_vllm(settings) -> None:
+    """Route every `sample` of this process through vllm.LLM, and TRL's trainers through their vLLM options."""
+    global _vllm
+    _vllm = settings
+
+
+def trl_vllm_kwargs(config_class) -> dict:
+    """TRL's `use_vllm` and `vllm_*` options from the `vllm` params, those that `config_class` has; {} when off."""
+    if _vllm is None:
+        return {}
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(config_class)}
+    kwargs = {"use_vllm": True, **{f"vllm_{k}": v for k, v in _vllm.model_dump().items() if k != "enabled"}}
+    return {k: v for k, v in kwargs.items() if k in known}
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -45,6 +65,8 @@ def sample(
     Prompts are always padded on the left, whatever the tokenizer says: generation appends to the right end of
     every row, so right padding would put pad tokens between a prompt and its answer.
     """
+    if _vllm is not None:
+        return _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed)
     torch.manual_seed(seed)
     model.eval()
     device = next(model.parameters()).device
@@ -74,6 +96,53 @@ def sample(
             out.texts.append([d.strip() for d in decoded[i : i + num_return_sequences]])
             out.completion_ids.append([g[:c] if c else g for g, c in zip(group, cut, strict=True)])
             out.finished.append([c is not None for c in cut])
+    return out
+
+
+_engines: dict[str, object] = {}
+
+
+def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed) -> Samples:
+    """`sample` on vllm.LLM: the same prompts (chat template, no special tokens added), stops and Samples.
+
+    vLLM loads the model from the folder it was loaded from (`name_or_path`), once per folder and process.
+    """
+    from pathlib import Path
+
+    from vllm import LLM, SamplingParams
+
+    folder = str(getattr(model, "name_or_path", "") or "")
+    if not Path(folder).is_dir():
+        raise ValueError(f"vllm.enabled: the model to sample has no folder for vLLM to load ({folder!r})")
+    if folder not in _engines:
+        _engines[folder] = LLM(
+            model=folder,
+            dtype="auto",
+            seed=seed,
+            gpu_memory_utilization=_vllm.gpu_memory_utilization,
+            tensor_parallel_size=_vllm.tensor_parallel_size,
+            max_model_len=_vllm.max_model_length,
+        )
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    eos = _eos_ids(model, tokenizer)
+    sampling = SamplingParams(
+        n=num_return_sequences,
+        temperature=0.0 if temperature is None else temperature,
+        max_tokens=max_new_tokens,
+        seed=seed,
+        stop_token_ids=sorted(eos),
+        skip_special_tokens=True,
+    )
+    results = _engines[folder].generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling, use_tqdm=False)
+    out = Samples([], [], [], [])
+    for ids, result in zip(prompt_ids, results, strict=True):
+        group = [list(c.token_ids) for c in result.outputs]
+        cut = [next((j + 1 for j, t in enumerate(g) if t in eos), None) for g in group]
+        out.prompt_ids.append(ids)
+        out.texts.append([c.text.strip() for c in result.outputs])
+        out.completion_ids.append([g[:c] if c else g for g, c in zip(group, cut, strict=True)])
+        out.finished.append([c is not None or o.finish_reason == "stop" for c, o in zip(cut, result.outputs, strict=True)])
     return out
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from demo2reward.core.distributed import end_other_ranks
+
 
 def merge_lora(trainer):
     """Fold a trained LoRA adapter into its base (in place), so that every saved model is a plain one.
@@ -31,7 +33,8 @@ def save_trained(trainer, tokenizer, out: Path) -> None:
     A LoRA adapter is merged first, so that every saved model is a plain one.
     """
     merge_lora(trainer)
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # under accelerate launch: rank 0 writes; under ZeRO-3 or FSDP every rank gathers
+    end_other_ranks()
     tokenizer.save_pretrained(str(out))
     shutil.rmtree(out / "trainer", ignore_errors=True)
     # It pickles the run's settings, temp output_dir included: every rerun would change the folder's hash.
