@@ -382,6 +382,14 @@ def _trainer_summary(log: Path) -> dict:
     return {k: float(v) for k, v in ast.literal_eval(lines[-1]).items()}
 
 
+def _completion_lengths(log: Path) -> list[float]:
+    """The mean completion length of each logged RL step (TRL's `completions/mean_length`)."""
+    import ast
+
+    steps = [ast.literal_eval(line) for line in log.read_text().splitlines() if "'completions/mean_length'" in line]
+    return [float(step["completions/mean_length"]) for step in steps]
+
+
 def bench_processes(ws: Path, processes: tuple[int, ...] = (1, 2)) -> dict:
     """Training throughput of one reward stage and one RL (policy) stage at 1 and at 2 processes (DDP, gloo).
 
@@ -424,6 +432,8 @@ def bench_processes(ws: Path, processes: tuple[int, ...] = (1, 2)) -> dict:
                        "samples_per_s": summary["train_samples_per_second"]}  # fmt: skip
                 if "num_tokens" in summary:
                     row["tokens_per_s"] = round(summary["num_tokens"] / summary["train_runtime"], 1)
+                if lengths := _completion_lengths(repo / "logs" / f"{name}.log"):  # RL: the completions it sampled
+                    row["completion_tokens_per_s"] = round(summary["train_samples_per_second"] * statistics.mean(lengths), 1)
                 results[f"{name}_{n}_processes"] = row
         for name in stages:
             one, two = results[f"{name}_1_processes"], results[f"{name}_2_processes"]

@@ -54,6 +54,7 @@ def trainer_kwargs(output_dir: str, seed: int, p=None) -> dict:
         "report_to": "none",  # our own tracking mirrors metrics/ into MLflow
         "save_strategy": "no",
         "logging_steps": 10,
+        "ddp_find_unused_parameters": False,  # under accelerate launch: every parameter gets a gradient
         "disable_tqdm": False,
         "dataloader_num_workers": 0,
     }
