@@ -91,6 +91,7 @@ def real_task_path() -> dict:
 
 
 def generation_throughput(policy: Path, n_prompts: int = 512, max_new_tokens: int = 64) -> dict:
+    from demo2reward.core import backend
     from demo2reward.core.artifacts import read_jsonl
     from demo2reward.core.params import VLLMParams
     from demo2reward.models import generation
@@ -100,17 +101,17 @@ def generation_throughput(policy: Path, n_prompts: int = 512, max_new_tokens: in
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     prompts = [r["prompt"] for r in read_jsonl(policy.parents[3] / "data" / "task" / "train.jsonl")][:n_prompts]
     out = {"prompts": len(prompts), "max_new_tokens": max_new_tokens}
-    backends = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") and torch.cuda.is_available() else [])
-    for backend in backends:
-        generation.use_vllm(VLLMParams(enabled=True) if backend == "vllm" else None)
+    engines = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") and torch.cuda.is_available() else [])
+    for engine in engines:
+        backend.vllm = VLLMParams(enabled=True) if engine == "vllm" else None
         kwargs = {"max_new_tokens": max_new_tokens, "temperature": 1.0, "seed": 0, "batch_size": 256}
         generation.sample(model, tokenizer, prompts[:8], **kwargs)  # warm-up (vLLM: engine start, not timed)
         t0 = time.perf_counter()
         samples = generation.sample(model, tokenizer, prompts, **kwargs)
         seconds = time.perf_counter() - t0
         tokens = sum(len(c) for group in samples.completion_ids for c in group)
-        out[backend] = {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
-    generation.use_vllm(None)
+        out[engine] = {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+    backend.vllm = None
     if "vllm" not in out:
         out["vllm"] = "not measured: vLLM is not installed or there is no GPU"
     return out

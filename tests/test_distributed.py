@@ -48,10 +48,11 @@ def test_vllm_params_reach_every_online_trainer_as_trls_own_options(monkeypatch)
     from trl import GRPOConfig, RLOOConfig
     from trl.experimental.online_dpo import OnlineDPOConfig
 
+    from demo2reward.core import backend
     from demo2reward.models import generation
 
     assert generation.trl_vllm_kwargs(RLOOConfig) == {}  # off: TRL's defaults, HF generate
-    monkeypatch.setattr(generation, "_vllm", VLLMParams(enabled=True, mode="server", gpu_memory_utilization=0.5))
+    monkeypatch.setattr(backend, "vllm", VLLMParams(enabled=True, mode="server", gpu_memory_utilization=0.5))
     for config_class in (RLOOConfig, GRPOConfig, OnlineDPOConfig):
         kwargs = generation.trl_vllm_kwargs(config_class)
         assert kwargs["use_vllm"] is True and kwargs["vllm_mode"] == "server", config_class.__name__

@@ -68,23 +68,25 @@ def accelerate_config(config_file: str | Path) -> dict:
     return config
 
 
+class LaunchError(RuntimeError):
+    """The accelerate config cannot run on this machine; the message names the param to change."""
+
+
 def check_launchable(num_processes: int, config_file: str | Path) -> None:
     """Fail before any compute, with the param to change, where the config cannot run on this machine."""
     import importlib.util
 
     import torch
 
-    from demo2reward.core.stage import StageError
-
     kind = accelerate_config(config_file)["distributed_type"]
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
-        raise StageError(f"distributed.config_file = {config_file} needs DeepSpeed: pip install deepspeed")
+        raise LaunchError(f"distributed.config_file = {config_file} needs DeepSpeed: pip install deepspeed")
     if kind in ("DEEPSPEED", "FSDP") and not torch.cuda.is_available():
-        raise StageError(
+        raise LaunchError(
             f"distributed.config_file = {config_file} ({kind}) needs GPUs; on a CPU use multi_gpu.yaml (DDP over gloo)"
         )
     if torch.cuda.is_available() and torch.cuda.device_count() < num_processes:
-        raise StageError(f"distributed.num_processes = {num_processes} but this machine has {torch.cuda.device_count()} GPU(s)")
+        raise LaunchError(f"distributed.num_processes = {num_processes} but this machine has {torch.cuda.device_count()} GPU(s)")
 
 
 def launch(num_processes: int, config_file: str | Path, argv: list[str]) -> int:

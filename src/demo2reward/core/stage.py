@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from demo2reward.core import consent, distributed
+from demo2reward.core import backend, consent, distributed
 from demo2reward.core.artifacts import DataFileError, clean_scratch, write_json
 from demo2reward.core.params import Params, ParamsError, load_params
 
@@ -115,9 +115,7 @@ def _start_vllm(settings) -> None:
         raise StageError("vllm.enabled is true but vLLM is not installed (pip install vllm), or set vllm.enabled: false")
     if not torch.cuda.is_available():
         raise StageError("vllm.enabled is true but this machine has no GPU; set vllm.enabled: false")
-    from demo2reward.models.generation import use_vllm
-
-    use_vllm(settings)
+    backend.vllm = settings
 
 
 def _terminate(signum, frame) -> None:
@@ -164,7 +162,7 @@ def stage(
     if "distributed" in sections and params.distributed.num_processes > 1 and not distributed.launched():
         try:
             sys.exit(distributed.launch(params.distributed.num_processes, params.distributed.config_file, sys.argv))
-        except StageError as err:
+        except distributed.LaunchError as err:
             print(f"{name}: error: {err}", file=sys.stderr)
             sys.exit(2)
     consent.grant(params.model.trust_remote_code)

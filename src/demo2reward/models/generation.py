@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from demo2reward.core import backend
+
 
 @dataclass
 class Samples:
@@ -27,23 +29,14 @@ class Samples:
         return [t[0] for t in self.texts]
 
 
-_vllm = None  # the stage's VLLMParams when its params turned vLLM on (`use_vllm`); None: HF generate
-
-
-def use_vllm(settings) -> None:
-    """Route every `sample` of this process through vllm.LLM, and TRL's trainers through their vLLM options."""
-    global _vllm
-    _vllm = settings
-
-
 def trl_vllm_kwargs(config_class) -> dict:
     """TRL's `use_vllm` and `vllm_*` options from the `vllm` params, those that `config_class` has; {} when off."""
-    if _vllm is None:
+    if backend.vllm is None:
         return {}
     import dataclasses
 
     known = {f.name for f in dataclasses.fields(config_class)}
-    kwargs = {"use_vllm": True, **{f"vllm_{k}": v for k, v in _vllm.model_dump().items() if k != "enabled"}}
+    kwargs = {"use_vllm": True, **{f"vllm_{k}": v for k, v in backend.vllm.model_dump().items() if k != "enabled"}}
     return {k: v for k, v in kwargs.items() if k in known}
 
 
@@ -65,7 +58,7 @@ def sample(
     Prompts are always padded on the left, whatever the tokenizer says: generation appends to the right end of
     every row, so right padding would put pad tokens between a prompt and its answer.
     """
-    if _vllm is not None:
+    if backend.vllm is not None:
         return _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed)
     torch.manual_seed(seed)
     model.eval()
@@ -119,9 +112,9 @@ def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_ret
             model=folder,
             dtype="auto",
             seed=seed,
-            gpu_memory_utilization=_vllm.gpu_memory_utilization,
-            tensor_parallel_size=_vllm.tensor_parallel_size,
-            max_model_len=_vllm.max_model_length,
+            gpu_memory_utilization=backend.vllm.gpu_memory_utilization,
+            tensor_parallel_size=backend.vllm.tensor_parallel_size,
+            max_model_len=backend.vllm.max_model_length,
         )
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
