@@ -14,7 +14,7 @@ from demo2reward.core.artifacts import atomic_dir, read_jsonl
 from demo2reward.core.params import RewardParams
 from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
-from demo2reward.models.training import check_lengths, merge_lora, save_trained, token_lengths, trainer_kwargs
+from demo2reward.models.training import check_lengths, merge_lora, save_trained, tokenize_conversations, trainer_kwargs
 
 
 def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
@@ -47,14 +47,18 @@ def fit_reward_model(
 ) -> dict[str, float]:
     """Fit a Bradley-Terry reward model from `init` on `pairs` (a `validation_fraction` held back); save it to `out`."""
     tokenizer = load_tokenizer(tokenizer_path)
-    sides = [token_lengths(tokenizer, [q["prompt"] + q[side] for q in pairs]) for side in ("chosen", "rejected")]
-    lengths = check_lengths("reward: pairs", [max(c, r) for c, r in zip(*sides, strict=True)], max_length, "reward.max_length")
+    # Tokenised once, here, as TRL would: the length check and the trainer share the ids (TRL skips its own pass).
+    chosen = tokenize_conversations(tokenizer, [q["prompt"] + q["chosen"] for q in pairs])
+    rejected = tokenize_conversations(tokenizer, [q["prompt"] + q["rejected"] for q in pairs])
+    longest = [max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True)]
+    lengths = check_lengths("reward: pairs", longest, max_length, "reward.max_length")
     model = load_reward_model(init, tokenizer, new_head=True)  # from SFT the score head is new
-    rng = random.Random(seed)
-    shuffled = pairs[:]
-    rng.shuffle(shuffled)
-    n_val = int(len(shuffled) * p.validation_fraction)
-    val, train = shuffled[:n_val], shuffled[n_val:]
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_val = int(len(order) * p.validation_fraction)
+    val, train = [pairs[i] for i in order[:n_val]], [pairs[i] for i in order[n_val:]]
+    tokenized = [{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in order]
+    val_ids, train_ids = tokenized[:n_val], tokenized[n_val:]
     with atomic_dir(out, manifest=True) as tmp:
         config = RewardConfig(
             **trainer_kwargs(str(tmp / "trainer"), seed, p),
@@ -69,8 +73,8 @@ def fit_reward_model(
         trainer = RewardTrainer(
             model=model,
             args=config,
-            train_dataset=Dataset.from_list(train),
-            eval_dataset=Dataset.from_list(val) if val else None,
+            train_dataset=Dataset.from_list(train_ids),
+            eval_dataset=Dataset.from_list(val_ids) if val else None,
             processing_class=tokenizer,
             peft_config=lora_config(p.lora, "SEQ_CLS"),
         )

@@ -69,10 +69,18 @@ def trainer_kwargs(output_dir: str, seed: int, p=None) -> dict:
 TOO_LONG_TOLERANCE = 0.01  # the fraction of a stage's examples that may exceed its max_length
 
 
+def tokenize_conversations(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """Token ids of each conversation exactly as TRL's trainers make them (`apply_chat_template(tokenize=True)`:
+    the chat template rendered, then tokenised without special tokens), in one batch."""
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False)
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
 def token_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
     """Tokens of each conversation as the trainers see it: rendered by the chat template, then tokenised."""
-    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [len(ids) for ids in tokenize_conversations(tokenizer, conversations)]
 
 
 def check_lengths(what: str, lengths: list[int], max_length: int, key: str) -> dict[str, float]:
