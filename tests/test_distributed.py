@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -60,3 +61,87 @@ def test_vllm_params_reach_every_online_trainer_as_trls_own_options(monkeypatch)
         config = config_class(output_dir="/tmp/unused", use_cpu=True, report_to="none", **kwargs)
         assert config.use_vllm and config.vllm_mode == "server"
     assert "vllm_tensor_parallel_size" in generation.trl_vllm_kwargs(RLOOConfig)
+
+
+def test_a_stopped_launch_stops_its_ranks(tmp_path):
+    """SIGTERM to a stage that launched ranks: torchrun runs them in sessions of their own, so a SIGKILL of the
+    launcher (what subprocess.run does on an exception) would orphan them, still writing and holding GPUs."""
+    import signal
+    import time
+
+    (tmp_path / "rank.py").write_text(
+        "import os, pathlib, sys, time\n"
+        "pathlib.Path(sys.argv[1], os.environ['RANK']).write_text(str(os.getpid()))\n"
+        "time.sleep(300)\n"
+    )
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+        "from demo2reward.core.distributed import launch\n"
+        f"launch(2, {str(ROOT / 'presets/accelerate/multi_gpu.yaml')!r}, [{str(tmp_path / 'rank.py')!r}, {str(tmp_path)!r}])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    stage = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not ((tmp_path / "0").exists() and (tmp_path / "1").exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ranks = [int((tmp_path / r).read_text()) for r in ("0", "1")]
+    stage.send_signal(signal.SIGTERM)
+    assert stage.wait(timeout=90) != 0
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+    while any(alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in ranks)
+
+
+def test_ranks_share_the_cores_and_lora_refuses_sharded_saving(monkeypatch):
+    from demo2reward.core.params import ParamsError, parse_params
+    from demo2reward.core.stage import resolve_threads
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    cores = len(os.sched_getaffinity(0))
+    assert resolve_threads("auto") == max(1, cores // 2)
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.chdir(ROOT)
+    lora = {"enabled": True}
+    for config in ("deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "fsdp2.yaml"):
+        distributed = {"num_processes": 2, "config_file": f"presets/accelerate/{config}"}
+        with pytest.raises(ParamsError, match=r"sft.lora.enabled: LoRA is saved merged"):
+            parse_params(merged_params({"distributed": distributed, "sft": {"lora": lora}}))
+    parse_params(merged_params({"distributed": {"num_processes": 2}, "sft": {"lora": lora}}))  # DDP merges fine
+
+
+def test_a_sharded_reward_model_is_standardised_on_its_saved_copy(tmp_path):
+    """Under ZeRO-3 or FSDP the score head is rescaled after saving (`_standardise_saved`); same result."""
+    import numpy as np
+
+    from demo2reward.core.params import ModelParams
+    from demo2reward.loop.reward import _standardise_saved
+    from demo2reward.models.generation import score
+    from demo2reward.models.modeling import build_causal_lm, load_reward_model, train_tokenizer
+
+    tokenizer = train_tokenizer(["alpha beta gamma delta epsilon zeta eta theta"])
+    build_causal_lm(
+        ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2), tokenizer, 0
+    ).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    load_reward_model(tmp_path / "lm", tokenizer, new_head=True).save_pretrained(tmp_path / "rm")
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    pairs = [
+        {"prompt": [{"role": "user", "content": w}], "chosen": [{"role": "assistant", "content": f"{w} {v}"}],
+         "rejected": [{"role": "assistant", "content": v}]}
+        for w in words for v in words
+    ]  # fmt: skip
+    stats = _standardise_saved(tmp_path / "rm", tokenizer, pairs)
+    model = load_reward_model(tmp_path / "rm", tokenizer)
+    prompts = [p["prompt"] for p in pairs] * 2
+    scores = score(model, tokenizer, prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs])
+    assert stats["score_std_before"] > 0 and np.std(scores) == pytest.approx(1.0, rel=1e-3)

@@ -502,7 +502,11 @@ def test_killed_stages_leave_nothing_and_a_rerun_is_byte_identical(workspace):
         while time.monotonic() < deadline and not list((ws / ".tmp").glob("*-policy-*")):
             time.sleep(0.2)
         assert list((ws / ".tmp").glob("*-policy-*")), "the stage never started writing"
-        stage_pids = [int(p) for p in _run(["pgrep", "-f", "stages/policy.py"], ws, env).stdout.split()]
+        stage_pids = [  # this workspace's only: a pipeline running beside the tests must not be killed (one was)
+            int(p)
+            for p in _run(["pgrep", "-f", "stages/policy.py"], ws, env).stdout.split()
+            if Path(f"/proc/{p}/cwd").resolve() == ws.resolve()
+        ]
         for pid in stage_pids:
             os.kill(pid, sig)
         proc.wait(timeout=120)

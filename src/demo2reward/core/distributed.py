@@ -37,6 +37,39 @@ def launched() -> bool:
     return LAUNCHED in os.environ
 
 
+def local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+
+
+def shards_parameters() -> bool:
+    """Whether this launch shards the weights themselves (DeepSpeed ZeRO-3, FSDP): then no rank holds a whole
+    model in memory, and editing one (the reward model's standardisation) must happen on the saved copy."""
+    return os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+
+
+def bind_device() -> None:
+    """Each rank on its own GPU: models are loaded (to "cuda") before any trainer exists, so set it first."""
+    import torch
+
+    if launched() and torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def on_main_process(compute):
+    """`compute()` on rank 0 only, its result sent to every rank: sampled training data (SPIN's pairs, the oracle's
+    scale) must be the same on all ranks, or their datasets differ in length and DDP waits forever."""
+    if not launched():
+        return compute()
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    box = [compute() if state.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
 class RankDone(SystemExit):
     """A rank other than 0 stops here, with exit code 0: its share (the trainer's collective steps) is done."""
 
@@ -104,4 +137,13 @@ def launch(num_processes: int, config_file: str | Path, argv: list[str]) -> int:
         "--mixed_precision", "bf16" if bf16 else "no",
         *argv,
     ]  # fmt: skip
-    return subprocess.run(cmd).returncode
+    launcher = subprocess.Popen(cmd)
+    try:
+        return launcher.wait()
+    except BaseException:  # the stage was stopped (SIGTERM, Ctrl-C): torchrun forwards SIGTERM to its ranks and
+        launcher.terminate()  # waits for them; they run in sessions of their own, which a SIGKILL would orphan
+        try:
+            launcher.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+        raise

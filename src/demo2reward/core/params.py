@@ -474,8 +474,17 @@ class Params(Section):
                     f"{name}.batch_size = {section.batch_size} must be a multiple of distributed.num_processes x "
                     f"{name}.gradient_accumulation_steps{' x 2 (online_dpo)' if pairs else ''} = {per_step}"
                 )
-        if not Path(self.distributed.config_file).is_file():
-            raise ValueError(f"distributed.config_file: {self.distributed.config_file} does not exist")
+        config = Path(self.distributed.config_file)
+        if not config.is_file():
+            raise ValueError(f"distributed.config_file: {config} does not exist")
+        kind = (yaml.safe_load(config.read_text()) or {}).get("distributed_type") if config.suffix in (".yaml", ".yml") else None
+        lora = [name for name in ("sft", "reward", "policy", "spin") if getattr(self, name).lora.enabled]
+        if kind in ("DEEPSPEED", "FSDP") and lora:
+            # The adapter is merged before saving; DeepSpeed and FSDP save from their own wrapper of the unmerged model.
+            raise ValueError(
+                f"{lora[0]}.lora.enabled: LoRA is saved merged, which DeepSpeed and FSDP ({config}) do not support here; "
+                "use presets/accelerate/multi_gpu.yaml (DDP) for LoRA runs"
+            )
         return self
 
     @model_validator(mode="after")

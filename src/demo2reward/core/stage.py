@@ -31,6 +31,8 @@ def resolve_threads(threads: int | str) -> int:
     import psutil
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if distributed.launched():  # a rank: the cores are its launch's, shared by its ranks
+        return max(1, cores // distributed.local_world_size())
     running = 0
     for proc in psutil.process_iter(["cmdline"]):
         argv = proc.info["cmdline"] or []
@@ -168,6 +170,7 @@ def stage(
     consent.grant(params.model.trust_remote_code)
     if torch:
         set_threads_and_seed(resolve_threads(params.threads), seed)
+        distributed.bind_device()
     else:
         import numpy as np
 

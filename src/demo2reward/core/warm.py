@@ -201,9 +201,11 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         signal.signal(sig, signal.SIG_DFL)
     _send_msg(conn, {"pid": os.getpid()})
 
-    def watchdog() -> None:  # the stage's process is gone (killed): so is the stage
-        with contextlib.suppress(OSError):
+    def watchdog() -> None:  # the stage's process is gone (killed): so is the stage, after cleaning up what it
+        with contextlib.suppress(OSError):  # started (the ranks of an `accelerate launch`, scratch folders)
             conn.recv(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watchdog, daemon=True).start()

@@ -10,6 +10,7 @@ import numpy as np
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import read_jsonl
 from demo2reward.core.conversation import prompt_text, response_text
+from demo2reward.core.distributed import on_main_process
 from demo2reward.core.params import PolicyParams
 from demo2reward.loop.rl import update_policy
 from demo2reward.models.generation import generate
@@ -41,14 +42,18 @@ def oracle_iterate(
     start, reference = iterates.start_and_reference(p.kl_reference, sft_policy, previous)
     prompts = [r["prompt"] for r in read_jsonl(demos_path, required=("prompt",))]
     sample_prompts = prompts[: p.guards.gate_prompts]
-    answers = generate(
-        load_policy(sft_policy),
-        load_tokenizer(sft_policy),
-        sample_prompts,
-        max_new_tokens=p.max_new_tokens,
-        temperature=p.temperature,
-    )
-    scale = float(np.std(oracle.reward([prompt_text(x) for x in sample_prompts], [a[0] for a in answers]))) or 1.0
+
+    def sampled_scale() -> float:
+        answers = generate(
+            load_policy(sft_policy),
+            load_tokenizer(sft_policy),
+            sample_prompts,
+            max_new_tokens=p.max_new_tokens,
+            temperature=p.temperature,
+        )
+        return float(np.std(oracle.reward([prompt_text(x) for x in sample_prompts], [a[0] for a in answers]))) or 1.0
+
+    scale = on_main_process(sampled_scale)  # one scale for every rank
     metrics = update_policy(start, reference, prompts, p, out, seed, reward_func=oracle_reward_func(oracle, scale))
     metrics["oracle_scale"] = scale
     return metrics

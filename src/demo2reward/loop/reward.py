@@ -11,6 +11,7 @@ from trl import RewardConfig, RewardTrainer
 
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import atomic_dir, read_jsonl
+from demo2reward.core.distributed import shards_parameters
 from demo2reward.core.params import RewardParams
 from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
@@ -40,6 +41,14 @@ def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict
     std = float(s.std()) or 1.0
     model.score.weight.data /= std
     return {"score_std_before": std, "score_mean_before": float(s.mean())}
+
+
+def _standardise_saved(folder: Path, tokenizer, pairs: list[dict]) -> dict[str, float]:
+    """`_standardise` on the saved model in `folder` (rank 0, after the trainer gathered it), saved back in place."""
+    model = load_reward_model(folder, tokenizer)
+    stats = _standardise(model, tokenizer, pairs)
+    model.save_pretrained(folder)
+    return stats
 
 
 def fit_reward_model(
@@ -86,9 +95,14 @@ def fit_reward_model(
         if val:
             ev = trainer.evaluate()
             metrics["val_loss"] = float(ev["eval_loss"])
-            metrics["val_accuracy"] = float(ev.get("eval_accuracy", preference_accuracy(model, tokenizer, val)))
-        metrics.update(_standardise(merge_lora(trainer), tokenizer, train))  # in place, before saving
-        save_trained(trainer, tokenizer, tmp)
+            accuracy = ev["eval_accuracy"] if "eval_accuracy" in ev else preference_accuracy(model, tokenizer, val)
+            metrics["val_accuracy"] = float(accuracy)
+        if shards_parameters():  # ZeRO-3 / FSDP: no rank holds the whole head; rescale the saved, gathered copy
+            save_trained(trainer, tokenizer, tmp)
+            metrics.update(_standardise_saved(tmp, tokenizer, train))
+        else:
+            metrics.update(_standardise(merge_lora(trainer), tokenizer, train))  # in place, before saving
+            save_trained(trainer, tokenizer, tmp)
     # What the trainer kept: RewardTrainer drops pairs longer than max_length.
     metrics.update({"pairs_train": len(trainer.train_dataset), "pairs_val": len(val), **lengths})
     return metrics

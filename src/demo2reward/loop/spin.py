@@ -10,6 +10,7 @@ from trl import DPOConfig, DPOTrainer
 
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import atomic_dir, read_jsonl
+from demo2reward.core.distributed import on_main_process
 from demo2reward.core.params import SpinParams
 from demo2reward.loop.pairs import build_pairs
 from demo2reward.loop.rollout import rollout_rows
@@ -65,5 +66,5 @@ def spin_iterate(iterate: Path, previous: Path, demos_path: Path, p: SpinParams,
     """Write `iterate`/policy: one SPIN round from iterate k-1 on fresh pairs (demonstration ≻ its sample)."""
     start = iterates.policy(previous)
     demos = read_jsonl(demos_path, required=("prompt", "completion"))
-    pairs, stats = spin_pairs(start, demos, p, sample_seed)
+    pairs, stats = on_main_process(lambda: spin_pairs(start, demos, p, sample_seed))  # the same pairs on every rank
     return {**stats, **spin_round(start, pairs, p, iterates.policy(iterate), seed, max_length)}

@@ -6,6 +6,7 @@ the same text.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,10 +105,15 @@ def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_ret
 
     from vllm import LLM, SamplingParams
 
+    from demo2reward.core import consent
+
     folder = str(getattr(model, "name_or_path", "") or "")
     if not Path(folder).is_dir():
         raise ValueError(f"vllm.enabled: the model to sample has no folder for vLLM to load ({folder!r})")
     if folder not in _engines:
+        _engines.clear()  # one engine at a time: each reserves vllm.gpu_memory_utilization of the GPU
+        gc.collect()
+        torch.cuda.empty_cache()
         _engines[folder] = LLM(
             model=folder,
             dtype="auto",
@@ -115,19 +121,32 @@ def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_ret
             gpu_memory_utilization=backend.vllm.gpu_memory_utilization,
             tensor_parallel_size=backend.vllm.tensor_parallel_size,
             max_model_len=backend.vllm.max_model_length,
+            trust_remote_code=consent.trusted(),
         )
+    engine = _engines[folder]
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     eos = _eos_ids(model, tokenizer)
+    # The model's generation_config.json (top_p, repetition_penalty, ...), as HF generate applies it, then ours;
+    # vLLM's own defaults come from the same place (`get_diff_sampling_param`).
+    try:
+        defaults = dict(engine.llm_engine.model_config.get_diff_sampling_param())
+    except AttributeError:
+        defaults = {}
+    greedy = temperature is None
     sampling = SamplingParams(
-        n=num_return_sequences,
-        temperature=0.0 if temperature is None else temperature,
-        max_tokens=max_new_tokens,
-        seed=seed,
-        stop_token_ids=sorted(eos),
-        skip_special_tokens=True,
+        **{
+            **defaults,
+            "n": num_return_sequences,
+            "temperature": 0.0 if greedy else temperature,
+            "top_k": -1 if not greedy else defaults.get("top_k", -1),  # HF here: top_k=0, no cut-off
+            "max_tokens": max_new_tokens,
+            "seed": seed,
+            "stop_token_ids": sorted(eos),
+            "skip_special_tokens": True,
+        }
     )
-    results = _engines[folder].generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling, use_tqdm=False)
+    results = engine.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling, use_tqdm=False)
     out = Samples([], [], [], [])
     for ids, result in zip(prompt_ids, results, strict=True):
         group = [list(c.token_ids) for c in result.outputs]
