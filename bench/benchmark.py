@@ -372,22 +372,24 @@ def bench_parallel_queue(seeds: tuple[int, ...] = (0,)) -> dict:
     return out
 
 
-def _trainer_summary(log: Path) -> dict:
-    """The figures TRL prints when `train()` ends ({'train_runtime': ..., 'train_samples_per_second': ...})."""
+def _logged_dicts(log: Path) -> list[dict]:
+    """The dicts TRL printed to a stage's log: one per logging step, and the summary when `train()` ends."""
     import ast
 
-    lines = [line for line in log.read_text().splitlines() if line.startswith("{'train_runtime'")]
-    if not lines:
+    return [ast.literal_eval(line) for line in log.read_text().splitlines() if line.startswith("{'")]
+
+
+def _trainer_summary(log: Path) -> dict:
+    """The figures TRL prints when `train()` ends ({'train_runtime': ..., 'train_samples_per_second': ...})."""
+    summaries = [d for d in _logged_dicts(log) if "train_runtime" in d]
+    if not summaries:
         raise RuntimeError(f"{log}: no trainer summary")
-    return {k: float(v) for k, v in ast.literal_eval(lines[-1]).items()}
+    return {k: float(v) for k, v in summaries[-1].items()}
 
 
 def _completion_lengths(log: Path) -> list[float]:
     """The mean completion length of each logged RL step (TRL's `completions/mean_length`)."""
-    import ast
-
-    steps = [ast.literal_eval(line) for line in log.read_text().splitlines() if "'completions/mean_length'" in line]
-    return [float(step["completions/mean_length"]) for step in steps]
+    return [float(d["completions/mean_length"]) for d in _logged_dicts(log) if "completions/mean_length" in d]
 
 
 def bench_processes(ws: Path, processes: tuple[int, ...] = (1, 2)) -> dict:

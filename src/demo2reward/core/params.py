@@ -14,7 +14,7 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from demo2reward.core.distributed import world_size
+from demo2reward.core.distributed import accelerate_config, world_size
 
 # Hub ids of the real tasks' data sets (the ids the upstream code uses).
 TLDR_DEMOS_ID = "vwxyzjn/summarize_from_feedback_tldr_3_filtered"
@@ -477,7 +477,7 @@ class Params(Section):
         config = Path(self.distributed.config_file)
         if not config.is_file():
             raise ValueError(f"distributed.config_file: {config} does not exist")
-        kind = (yaml.safe_load(config.read_text()) or {}).get("distributed_type") if config.suffix in (".yaml", ".yml") else None
+        kind = accelerate_config(config)["distributed_type"]
         lora = [name for name in ("sft", "reward", "policy", "spin") if getattr(self, name).lora.enabled]
         if kind in ("DEEPSPEED", "FSDP") and lora:
             # The adapter is merged before saving; DeepSpeed and FSDP save from their own wrapper of the unmerged model.

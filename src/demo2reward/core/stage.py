@@ -155,18 +155,14 @@ def stage(
         print(f"{name}: seed {seed} is not in params seeds {params.seeds}", file=sys.stderr)
         sys.exit(2)
     seed = params.seed if seed is None else seed
-    if "vllm" in sections and params.vllm.enabled:
-        try:
+    try:
+        if "vllm" in sections and params.vllm.enabled:
             _start_vllm(params.vllm)
-        except StageError as err:
-            print(f"{name}: error: {err}", file=sys.stderr)
-            sys.exit(2)
-    if "distributed" in sections and params.distributed.num_processes > 1 and not distributed.launched():
-        try:
+        if "distributed" in sections and params.distributed.num_processes > 1 and not distributed.launched():
             sys.exit(distributed.launch(params.distributed.num_processes, params.distributed.config_file, sys.argv))
-        except distributed.LaunchError as err:
-            print(f"{name}: error: {err}", file=sys.stderr)
-            sys.exit(2)
+    except (StageError, distributed.LaunchError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(2)
     consent.grant(params.model.trust_remote_code)
     if torch:
         set_threads_and_seed(resolve_threads(params.threads), seed)
