@@ -17,16 +17,22 @@ ap.add_argument("--previous", type=Path, required=True, help="iterate k-1's fold
 ap.add_argument("--sft", type=Path, required=True, help="the SFT policy (the KL reference with kl_reference: sft)")
 ap.add_argument("--demos", type=Path, required=True, help="training prompts (the demonstrations' file)")
 ap.add_argument("--rollouts", type=Path, required=True, help="iterate k's rollouts (irl_guarded: standardise the RMs)")
+ap.add_argument("--reward-metrics", type=Path, required=True, help="iterate k's RM fit (loop.stop reads its fresh accuracy)")
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
-with stage("policy", ("policy", "distributed", "vllm"), seed=args.seed) as (params, run):
+with stage("policy", ("policy", "loop", "distributed", "vllm"), seed=args.seed) as (params, run):
+    from demo2reward.core.artifacts import read_json
     from demo2reward.loop.policy import improve_iterate
 
+    fresh_accuracy = read_json(args.reward_metrics).get("val_accuracy_fresh")
     metrics = improve_iterate(
-        args.track, args.k, args.iterate, args.previous, args.sft, args.demos, args.rollouts, params.policy, args.seed + args.k
-    )
+        args.track, args.k, args.iterate, args.previous, args.sft, args.demos, args.rollouts, params.policy,
+        args.seed + args.k, params.loop, fresh_accuracy,
+    )  # fmt: skip
     run.record(metrics, args.metrics)
+    if "k_stop" in metrics:
+        run.log_pipeline_metrics({"k_stop": metrics["k_stop"]}, step=args.k, prefix=f"{args.track}/seed_{args.seed}/")
     if "gate_accepted" in metrics:
         run.log_pipeline_metrics(
             {"gate_accepted": metrics["gate_accepted"]}, step=args.k, prefix=f"{args.track}/seed_{args.seed}/"

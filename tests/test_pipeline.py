@@ -643,3 +643,53 @@ def test_queued_experiments_keep_their_mlflow_runs(workspace):
         assert {r.info.run_name for r in children} & {"mtbench", "leaderboard"}
     shown = _run(["dvc", "exp", "show", "--json"], ws, env).stdout
     assert all(name in shown for name in names)
+
+
+def test_adaptive_k_stops_and_carries_the_stopping_iterate_forward(workspace):
+    """loop.stop: once RM k's held-out accuracy on iteration k's pairs is below the threshold, policy k-1 is final:
+    policy k and every later iterate carry it and its RM forward (bit for bit, no training), and the report says so."""
+    ws, env, _ = workspace
+    train = ws / "metrics" / "train"
+    fresh = {
+        (s, t): json.loads((train / f"seed_{s}" / f"reward_{t}_1.json").read_text())["val_accuracy_fresh"]
+        for s in SEEDS
+        for t in TRACKS[:2]
+    }
+    assert fresh[0, "irl"] < 1, "the micro RM separates its fresh held-out pairs perfectly; no threshold can fire"
+    threshold = (fresh[0, "irl"] + 1) / 2  # fires at k = 1 for seed 0's IRL at least
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["loop"] = {"stop": "indistinguishable", "stop_accuracy": threshold}
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = _run(["dvc", "repro"], ws, env)
+    ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
+    upstream = (
+        "spin@",
+        "oracle@",
+        "sft@",
+        *(f"{stage}@{s}-{t}-from0" for stage in ("rollout", "pairs", "reward") for s in SEEDS for t in TRACKS[:2]),
+    )
+    assert not {name for name in ran if name.startswith(upstream)}
+    assert all(f"policy@{s}-{t}-from{j}" in ran for s in SEEDS for t in TRACKS[:2] for j in range(K))
+
+    def weights(folder: Path) -> bytes:
+        return (folder / "model.safetensors").read_bytes()
+
+    report = (ws / "metrics" / "report.md").read_text()
+    assert "## Adaptive K" in report
+    stopped = 0
+    for (s, t), accuracy in fresh.items():
+        models = ws / "models" / f"seed_{s}"
+        policy_1 = json.loads((train / f"seed_{s}" / f"policy_{t}_1.json").read_text())
+        if accuracy < threshold:
+            stopped += 1
+            assert policy_1["stopped"] == 1 and policy_1["k_stop"] == 0
+            assert json.loads((models / t / "iter_1" / "policy" / "STOPPED.json").read_text()) == {"k_stop": 0}
+            for k in (1, 2):
+                assert weights(models / t / f"iter_{k}" / "policy") == weights(models / "sft" / "policy")
+            assert weights(models / t / "iter_2" / "reward") == weights(models / t / "iter_1" / "reward")
+            assert json.loads((train / f"seed_{s}" / f"reward_{t}_2.json").read_text())["carried_forward"] == 1
+            assert f"| {'IRL' if t == 'irl' else 'IRL + guards'} | {s} | 0 |" in report
+        else:
+            assert policy_1["stopped"] == 0 and policy_1["fresh_accuracy"] == accuracy
+            assert weights(models / t / "iter_1" / "policy") != weights(models / "sft" / "policy")
+    assert stopped >= 1

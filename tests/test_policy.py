@@ -100,3 +100,28 @@ def test_learned_reward_model_enters_through_reward_funcs(models, tmp_path):
     rm = _save_rm(tmp_path / "rm", 2)
     metrics = update_policy(previous, sft, PROMPTS, PolicyParams(**MICRO), tmp_path / "out", seed=0, reward_model=rm)
     assert "reward_last" in metrics and (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_the_stopping_rule_fires_below_the_threshold_and_then_holds(tmp_path):
+    from demo2reward.core import iterates
+    from demo2reward.core.params import LoopParams, ParamsError, parse_params
+    from demo2reward.loop.policy import stop_iteration
+
+    rule = LoopParams(stop="indistinguishable", stop_accuracy=0.6)
+    previous = tmp_path / "irl" / "iter_2"
+    iterates.policy(previous).mkdir(parents=True)
+    assert stop_iteration(3, previous, LoopParams(), 0.51) is None  # off: never stops
+    assert stop_iteration(3, previous, rule, 0.61) is None
+    assert stop_iteration(3, previous, rule, 0.59) == 2  # policy 2 is final
+    with pytest.raises(ValueError, match="held-out accuracy"):
+        stop_iteration(3, previous, rule, None)
+    # Once stopped, every later iterate carries policy K_stop forward, whatever its RM says.
+    _save(tmp_path / "source", 0)
+    iterates.carry_forward(tmp_path / "source", iterates.policy(tmp_path / "irl" / "iter_3"), k_stop=2)
+    assert stop_iteration(4, tmp_path / "irl" / "iter_3", rule, 0.99) == 2
+    carried = iterates.policy(tmp_path / "irl" / "iter_3")
+    assert (carried / "model.safetensors").read_bytes() == (tmp_path / "source" / "model.safetensors").read_bytes()
+    load_policy(carried)  # its manifest covers the marker
+    assert parse_params({"loop": {"stop": False}}).loop.stop == "off"  # PyYAML reads a bare `off` as false
+    with pytest.raises(ParamsError, match=r"loop\.stop_accuracy"):
+        parse_params({"loop": {"stop_accuracy": 0.5}})

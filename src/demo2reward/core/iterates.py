@@ -12,10 +12,13 @@ after, so that the path of iterate 0 is SFT's folder and no weights are copied.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 SKIPPED = "SKIPPED"  # a track's model folder holding only this file: the track does not apply to the task
+STOPPED = "STOPPED.json"  # in a policy folder: the loop stopped (adaptive K); this is policy K_stop, carried forward
 
 
 def folder(path: str | Path) -> Path:
@@ -50,6 +53,24 @@ def final_policies(models: Path, seed: int, K: int) -> dict[str, Path]:  # noqa:
         "irl": models / f"seed_{seed}" / "irl" / f"iter_{K}" / "policy",
         "spin": models / f"seed_{seed}" / "spin" / f"iter_{K}" / "policy",
     }
+
+
+def stopped_at(iterate: str | Path) -> int | None:
+    """K_stop when `iterate`'s policy is a carried-forward one (the loop stopped at or before it), else None."""
+    marker = policy(iterate) / STOPPED
+    return int(json.loads(marker.read_text())["k_stop"]) if marker.exists() else None
+
+
+def carry_forward(source: Path, out: Path, k_stop: int | None = None) -> None:
+    """Write `out` as a copy of the model folder `source`; with `k_stop`, marked as the stopped loop's final policy."""
+    from demo2reward.core.artifacts import atomic_dir
+
+    with atomic_dir(out, manifest=True) as tmp:
+        for f in Path(source).iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        if k_stop is not None:
+            (tmp / STOPPED).write_text(json.dumps({"k_stop": k_stop}) + "\n")
 
 
 def skip_track(out: str | Path, reason: str) -> dict[str, float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from demo2reward.core.distributed import accelerate_config, world_size
 
@@ -268,6 +268,25 @@ class PolicyParams(DeviceFields):
         return self
 
 
+class LoopParams(Section):
+    """Adaptive K: stop iterating once the learned reward has nothing left to learn, judged without r*."""
+
+    stop: Literal["off", "indistinguishable"] = Field(
+        "off",
+        description="off: run all K iterations. indistinguishable: once RM k's accuracy on its held-out pairs of *this* "
+        "iteration (demonstration vs policy k-1's rollouts, unseen in training) falls below `stop_accuracy`, policy k-1 "
+        "is final (K_stop = k-1): policy k and every later iterate carry it and its RM forward, training nothing.",
+    )
+    stop_accuracy: float = Field(
+        0.6, gt=0.5, le=1, description="The held-out fresh-pair accuracy below which the RM can no longer tell them apart."
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        return "off" if v is False else v  # YAML 1.1 (PyYAML) reads a bare `off` as false
+
+
 class SpinParams(DeviceFields):
     beta: float = Field(0.1, gt=0, description="DPO β of each SPIN round.")
     max_length: int = Field(
@@ -428,6 +447,7 @@ class Params(Section):
     pairs: PairsParams = Field(default_factory=PairsParams, description="`pairs`: demonstration ≻ rollout pairs.")
     reward: RewardParams = Field(default_factory=RewardParams, description="`reward`: the Bradley-Terry reward model.")
     policy: PolicyParams = Field(default_factory=PolicyParams, description="`policy` and `oracle`: the RL update.")
+    loop: LoopParams = Field(default_factory=LoopParams, description="`policy`: when the loop stops (adaptive K).")
     spin: SpinParams = Field(default_factory=SpinParams, description="`spin`: the SPIN baseline (iterated DPO).")
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams, description="`evaluate*`: metrics and judges.")
     mtbench: MTBenchParams = Field(default_factory=MTBenchParams, description="`mtbench`: MT-Bench (off by default).")

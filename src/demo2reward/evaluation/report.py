@@ -345,6 +345,63 @@ def guard_trajectories(evals: Evaluations, answers, train_dir: str | Path | None
     return rows
 
 
+def adaptive_k(evals: Evaluations, answers, train_dir: str | Path | None, metric: str = "true_reward_mean") -> list[dict]:
+    """Per IRL track and seed of a run with `loop.stop` on: where the loop stopped (K_stop, or K if it never did),
+    against the iteration with the best `metric`, and the regret of stopping there (paired, within the seed)."""
+    rows = []
+    for track in ("irl", "irl_guarded"):
+        by_k = evals.get(track)
+        if not by_k or train_dir is None:
+            continue
+        K = max(by_k)  # noqa: N806 - the paper's name
+        for seed in sorted(by_k[K]):
+            checks = {}
+            for k in sorted(by_k):
+                path = Path(train_dir) / f"seed_{seed}" / f"policy_{track}_{k}.json"
+                if path.exists() and "stopped" in (m := read_json(path)):
+                    checks[k] = m
+            if not checks:
+                continue  # loop.stop was off
+            k_stop = next((int(m["k_stop"]) for m in checks.values() if m["stopped"]), K)
+            curve = {0: evals["sft"][0][seed][metric]} if seed in evals.get("sft", {}).get(0, {}) else {}
+            curve |= {k: by_k[k][seed][metric] for k in sorted(by_k) if metric in by_k[k].get(seed, {})}
+            best = max(curve, key=curve.get)
+            at = {k: ("sft", 0) if k == 0 else (track, k) for k in (best, k_stop, K)}
+            regret = paired_difference(answers, evals, at[best], at[k_stop], metric, [seed]) if best != k_stop else None
+            rows.append(
+                {
+                    "track": track,
+                    "seed": seed,
+                    "k_stop": k_stop,
+                    "best": best,
+                    "curve": curve,
+                    "fresh_accuracy": {k: m["fresh_accuracy"] for k, m in checks.items() if "fresh_accuracy" in m},
+                    "regret": curve[best] - curve[k_stop],
+                    "regret_ci": regret["ci"] if regret else [0.0, 0.0],
+                    "trainings_skipped": 2 * K - min(K, k_stop + 1) - min(K, k_stop),  # RM fits + RL updates
+                    "K": K,
+                }
+            )
+    return rows
+
+
+def _adaptive_k_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        "| track | seed | K_stop | best k | at K_stop | at best | regret (95% CI) | within CI? | RM held-out fresh accuracy "
+        "(k: acc) | trainings skipped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        fresh = ", ".join(f"{k}: {a:.3f}" for k, a in r["fresh_accuracy"].items())
+        lo, hi = r["regret_ci"]
+        lines.append(
+            f"| {LABELS[r['track']]} | {r['seed']} | {r['k_stop']} | {r['best']} | {_fmt(r['curve'][r['k_stop']])} "
+            f"| {_fmt(r['curve'][r['best']])} | {r['regret']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {'yes' if lo <= 0 else 'no'} "
+            f"| {fresh} | {r['trainings_skipped']} of {2 * r['K']} |"
+        )
+    return lines
+
+
 def curves(agg: Aggregated) -> dict[str, list[dict]]:
     """Per-track seed-mean records `{iteration, metric...}`, SFT as iteration 0 of each track (for `dvc plots`)."""
     out = {}
@@ -579,6 +636,12 @@ def write_report(
         mine = [r for r in trajectories if r["track"] == track]
         if mine:
             summary[f"{track}_seeds_collapsed"] = float(sum(r["shape"].endswith("collapses") for r in mine))
+    stops = adaptive_k(evals, answers, train_dir, quality)
+    for track in ("irl", "irl_guarded"):
+        mine = [r for r in stops if r["track"] == track]
+        if mine:
+            summary[f"{track}_k_stop_mean"] = float(np.mean([r["k_stop"] for r in mine]))
+            summary[f"{track}_stop_regret_mean"] = float(np.mean([r["regret"] for r in mine]))
     curve_data = curves(agg)
     for track, points in curve_data.items():
         write_json(out_dir / "curves" / f"{track}.json", points)
@@ -625,6 +688,17 @@ def write_report(
             "The gate column lists the acceptance gate's decisions; a rejected update carries the previous policy.",
             "",
             "![guards](plots/guards.png)",
+        ]
+    if stops:
+        lines += ["", "## Adaptive K: where the loop stopped (`loop.stop`)", ""]
+        lines += _adaptive_k_lines(stops)
+        lines += [
+            "",
+            f"`{quality}` (greedy, held-out prompts). K_stop: the last policy trained; it was carried forward from then",
+            "on. The rule sees no r*: it stops when RM k's accuracy on its held-out pairs of iteration k (demonstration",
+            "vs policy k-1's rollouts) falls below `loop.stop_accuracy`. *Best k* is picked with r* on the evaluation",
+            "prompts (optimistic). Regret: best − K_stop, a paired bootstrap CI over the seed's prompts; *within CI*: it",
+            "contains 0. Trainings skipped: RM fits and RL updates not run, of 2K.",
         ]
     lines += ["", "## Every iteration", ""]
     lines += _markdown_table(all_rows(agg))

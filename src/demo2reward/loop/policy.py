@@ -7,7 +7,7 @@ from pathlib import Path
 
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import atomic_dir, read_jsonl
-from demo2reward.core.params import PolicyParams
+from demo2reward.core.params import LoopParams, PolicyParams
 from demo2reward.loop.guards import MinOverRewardModels, acceptance_gate
 from demo2reward.loop.rl import update_policy
 
@@ -22,13 +22,24 @@ def improve_iterate(
     rollouts_path: Path,
     p: PolicyParams,
     seed: int,
+    loop: LoopParams | None = None,
+    fresh_accuracy: float | None = None,
 ) -> dict[str, float]:
     """Write `iterate`/policy: RL from iterate k-1's policy against iterate k's reward model, `iterate`/reward.
 
     `irl` is the paper's method. `irl_guarded` adds `p.guards` (see `loop.guards`): the reward is the min over the
     reward models of iterations 1..k, and an acceptance gate keeps iterate k-1's policy when the frozen earlier
     reward models score the new one lower.
+
+    With `loop.stop: indistinguishable`, iterate k's RM decides whether to go on (`fresh_accuracy`, its held-out
+    accuracy on this iteration's pairs): if it cannot tell the demonstrations from policy k-1's rollouts, policy k-1
+    is final and is carried forward, as it is by every later iterate, with no training.
     """
+    k_stop = stop_iteration(k, previous, loop, fresh_accuracy)
+    if k_stop is not None:
+        iterates.carry_forward(iterates.policy(previous), iterates.policy(iterate), k_stop)
+        stopped = {"stopped": 1.0, "k_stop": float(k_stop)}
+        return stopped if fresh_accuracy is None else {**stopped, "fresh_accuracy": fresh_accuracy}
     guards = p.guards if track == "irl_guarded" else None
     start, reference = iterates.start_and_reference(p.kl_reference, sft_policy, previous)
     demos = read_jsonl(demos_path, required=("prompt", "completion"))
@@ -54,4 +65,16 @@ def improve_iterate(
         for f in kept.iterdir():
             shutil.copy2(f, final / f.name)
         shutil.rmtree(candidate)
+    if loop is not None and loop.stop != "off":  # the rule was checked and let the loop go on
+        metrics |= {"stopped": 0.0, "fresh_accuracy": float(fresh_accuracy)}
     return metrics
+
+
+def stop_iteration(k: int, previous: Path, loop: LoopParams | None, fresh_accuracy: float | None) -> int | None:
+    """K_stop if the loop has stopped by iteration k (earlier, or now by `loop.stop`'s rule), else None."""
+    earlier = iterates.stopped_at(previous)
+    if earlier is not None or loop is None or loop.stop == "off":
+        return earlier
+    if fresh_accuracy is None:
+        raise ValueError(f"loop.stop: {loop.stop} needs iterate {k}'s reward model's held-out accuracy on fresh pairs")
+    return k - 1 if fresh_accuracy < loop.stop_accuracy else None

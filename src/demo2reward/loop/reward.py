@@ -10,9 +10,10 @@ from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
 from demo2reward.core import iterates
-from demo2reward.core.artifacts import atomic_dir, read_jsonl
+from demo2reward.core.artifacts import DataFileError, atomic_dir, read_jsonl
 from demo2reward.core.distributed import shards_parameters
 from demo2reward.core.params import RewardParams
+from demo2reward.loop.pairs import build_pairs
 from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
 from demo2reward.models.training import check_lengths, merge_lora, save_trained, tokenize_conversations, trainer_kwargs
@@ -52,9 +53,20 @@ def _standardise_saved(folder: Path, tokenizer, pairs: list[dict]) -> dict[str, 
 
 
 def fit_reward_model(
-    init: str | Path, tokenizer_path: str | Path, pairs: list[dict], p: RewardParams, out: str | Path, seed: int, max_length: int
+    init: str | Path,
+    tokenizer_path: str | Path,
+    pairs: list[dict],
+    p: RewardParams,
+    out: str | Path,
+    seed: int,
+    max_length: int,
+    fresh: int = 0,
 ) -> dict[str, float]:
-    """Fit a Bradley-Terry reward model from `init` on `pairs` (a `validation_fraction` held back); save it to `out`."""
+    """Fit a Bradley-Terry reward model from `init` on `pairs` (a `validation_fraction` held back); save it to `out`.
+
+    The last `fresh` pairs are this iteration's: their held-out accuracy (`val_accuracy_fresh`) says whether the RM
+    can still tell the demonstrations from the current policy's rollouts, which is adaptive K's stopping signal.
+    """
     tokenizer = load_tokenizer(tokenizer_path)
     # Tokenised once, here, as TRL would: the length check and the trainer share the ids (TRL skips its own pass).
     chosen = tokenize_conversations(tokenizer, [q["prompt"] + q["chosen"] for q in pairs])
@@ -66,6 +78,7 @@ def fit_reward_model(
     random.Random(seed).shuffle(order)
     n_val = int(len(order) * p.validation_fraction)
     val, train = [pairs[i] for i in order[:n_val]], [pairs[i] for i in order[n_val:]]
+    val_fresh = [pairs[i] for i in order[:n_val] if i >= len(pairs) - fresh]
     tokenized = [{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in order]
     val_ids, train_ids = tokenized[:n_val], tokenized[n_val:]
     with atomic_dir(out, manifest=True) as tmp:
@@ -100,9 +113,14 @@ def fit_reward_model(
         if shards_parameters():  # ZeRO-3 / FSDP: no rank holds the whole head; rescale the saved, gathered copy
             save_trained(trainer, tokenizer, tmp)
             metrics.update(_standardise_saved(tmp, tokenizer, train))
+            fitted = load_reward_model(tmp, tokenizer) if val_fresh else None
         else:
-            metrics.update(_standardise(merge_lora(trainer), tokenizer, train))  # in place, before saving
+            fitted = merge_lora(trainer)
+            metrics.update(_standardise(fitted, tokenizer, train))  # in place, before saving
             save_trained(trainer, tokenizer, tmp)
+        if val_fresh:  # a positive rescaling changes no order, so before or after standardising is the same
+            metrics["val_accuracy_fresh"] = preference_accuracy(fitted, tokenizer, val_fresh)
+            metrics["pairs_val_fresh"] = len(val_fresh)
     # What the trainer kept: RewardTrainer drops pairs longer than max_length.
     metrics.update({"pairs_train": len(trainer.train_dataset), "pairs_val": len(val), **lengths})
     return metrics
@@ -114,10 +132,27 @@ def reward_init(init: str, k: int, previous: Path, sft_policy: Path) -> Path:
 
 
 def reward_iterate(
-    iterate: Path, k: int, previous: Path, sft_policy: Path, pairs_path: Path, p: RewardParams, seed: int, max_length: int
+    iterate: Path,
+    k: int,
+    previous: Path,
+    sft_policy: Path,
+    pairs_path: Path,
+    rollouts_path: Path,
+    p: RewardParams,
+    seed: int,
+    max_length: int,
 ) -> dict[str, float]:
     """Write `iterate`/reward: a Bradley-Terry RM fitted on iterate k's pair pool, started from SFT (`init: sft`,
-    the authors' choice) or from iterate k-1's RM (`init: warm`)."""
+    the authors' choice) or from iterate k-1's RM (`init: warm`). Once the loop has stopped (adaptive K), iterate
+    k-1's RM is carried forward instead, with no training."""
+    k_stop = iterates.stopped_at(previous)
+    if k_stop is not None:
+        iterates.carry_forward(iterates.reward(previous), iterates.reward(iterate))
+        return {"carried_forward": 1.0, "k_stop": float(k_stop)}
     init = reward_init(p.init, k, previous, sft_policy)
     pairs = read_jsonl(pairs_path, required=("prompt", "chosen", "rejected"))
-    return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length)
+    # This iteration's pairs are the pool's last ones (`loop.pairs.pool_pairs`).
+    fresh, _ = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
+    if not fresh or pairs[-len(fresh) :] != fresh:
+        raise DataFileError(f"{pairs_path}: does not end with the pairs of {rollouts_path} (a stale pool?)")
+    return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length, fresh=len(fresh))
