@@ -19,14 +19,17 @@ from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_
 from demo2reward.models.training import check_lengths, merge_lora, save_trained, tokenize_conversations, trainer_kwargs
 
 
-def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
-    """Fraction of pairs where the chosen response scores higher; a tie counts half."""
-    if not pairs:
-        return float("nan")
+def pair_outcomes(model, tokenizer, pairs: list[dict]) -> np.ndarray:
+    """Per pair: 1 if the chosen response scores higher, 0.5 for a tie, else 0."""
     prompts = [p["prompt"] for p in pairs]
     c = score(model, tokenizer, prompts, [p["chosen"] for p in pairs])
     r = score(model, tokenizer, prompts, [p["rejected"] for p in pairs])
-    return float(np.mean((c > r) + 0.5 * (c == r)))
+    return (c > r) + 0.5 * (c == r)
+
+
+def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
+    """Fraction of pairs where the chosen response scores higher; a tie counts half."""
+    return float(pair_outcomes(model, tokenizer, pairs).mean()) if pairs else float("nan")
 
 
 def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict[str, float]:
@@ -78,7 +81,7 @@ def fit_reward_model(
     random.Random(seed).shuffle(order)
     n_val = int(len(order) * p.validation_fraction)
     val, train = [pairs[i] for i in order[:n_val]], [pairs[i] for i in order[n_val:]]
-    val_fresh = [pairs[i] for i in order[:n_val] if i >= len(pairs) - fresh]
+    val_is_fresh = np.array([i >= len(pairs) - fresh for i in order[:n_val]], dtype=bool)
     tokenized = [{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in order]
     val_ids, train_ids = tokenized[:n_val], tokenized[n_val:]
     with atomic_dir(out, manifest=True) as tmp:
@@ -106,21 +109,23 @@ def fit_reward_model(
         if history:
             metrics["train_accuracy_last"] = float(history[-1]["accuracy"])
         if val:
-            ev = trainer.evaluate()
-            metrics["val_loss"] = float(ev["eval_loss"])
-            accuracy = ev["eval_accuracy"] if "eval_accuracy" in ev else preference_accuracy(model, tokenizer, val)
-            metrics["val_accuracy"] = float(accuracy)
+            metrics["val_loss"] = float(trainer.evaluate()["eval_loss"])
         if shards_parameters():  # ZeRO-3 / FSDP: no rank holds the whole head; rescale the saved, gathered copy
             save_trained(trainer, tokenizer, tmp)
             metrics.update(_standardise_saved(tmp, tokenizer, train))
-            fitted = load_reward_model(tmp, tokenizer) if val_fresh else None
+            fitted = load_reward_model(tmp, tokenizer) if val else None
         else:
             fitted = merge_lora(trainer)
             metrics.update(_standardise(fitted, tokenizer, train))  # in place, before saving
             save_trained(trainer, tokenizer, tmp)
-        if val_fresh:  # a positive rescaling changes no order, so before or after standardising is the same
-            metrics["val_accuracy_fresh"] = preference_accuracy(fitted, tokenizer, val_fresh)
-            metrics["pairs_val_fresh"] = len(val_fresh)
+        if val:
+            # Pooled over the pairs: TRL's eval_accuracy is a mean of per-batch accuracies, in which a short last
+            # batch weighs as much as a full one. A positive rescaling changes no order, so standardising is moot.
+            outcomes = pair_outcomes(fitted, tokenizer, val)
+            metrics["val_accuracy"] = float(outcomes.mean())
+            if val_is_fresh.any():
+                metrics["val_accuracy_fresh"] = float(outcomes[val_is_fresh].mean())
+                metrics["pairs_val_fresh"] = int(val_is_fresh.sum())
     # What the trainer kept: RewardTrainer drops pairs longer than max_length.
     metrics.update({"pairs_train": len(trainer.train_dataset), "pairs_val": len(val), **lengths})
     return metrics
