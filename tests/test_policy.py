@@ -125,3 +125,5 @@ def test_the_stopping_rule_fires_below_the_threshold_and_then_holds(tmp_path):
     assert parse_params({"loop": {"stop": False}}).loop.stop == "off"  # PyYAML reads a bare `off` as false
     with pytest.raises(ParamsError, match=r"loop\.stop_accuracy"):
         parse_params({"loop": {"stop_accuracy": 0.5}})
+    with pytest.raises(ParamsError, match=r"reward\.validation_fraction > 0"):
+        parse_params({"loop": {"stop": "indistinguishable"}, "reward": {"validation_fraction": 0}})

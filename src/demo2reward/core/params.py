@@ -536,6 +536,12 @@ class Params(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _stop_rule_has_its_signal(self) -> Params:
+        if self.loop.stop != "off" and self.reward.validation_fraction == 0:
+            raise ValueError(f"loop.stop: {self.loop.stop} reads the RM's held-out pairs; set reward.validation_fraction > 0")
+        return self
+
     @property
     def K(self) -> int:  # noqa: N802 - the paper's name
         return len(self.iterations)

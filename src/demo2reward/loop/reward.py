@@ -158,6 +158,6 @@ def reward_iterate(
     pairs = read_jsonl(pairs_path, required=("prompt", "chosen", "rejected"))
     # This iteration's pairs are the pool's last ones (`loop.pairs.pool_pairs`).
     fresh, _ = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
-    if not fresh or pairs[-len(fresh) :] != fresh:
+    if fresh and pairs[-len(fresh) :] != fresh:
         raise DataFileError(f"{pairs_path}: does not end with the pairs of {rollouts_path} (a stale pool?)")
     return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length, fresh=len(fresh))
