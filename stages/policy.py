@@ -31,9 +31,5 @@ with stage("policy", ("policy", "loop", "distributed", "vllm"), seed=args.seed) 
         args.seed + args.k, params.loop, fresh_accuracy,
     )  # fmt: skip
     run.record(metrics, args.metrics)
-    if "k_stop" in metrics:
-        run.log_pipeline_metrics({"k_stop": metrics["k_stop"]}, step=args.k, prefix=f"{args.track}/seed_{args.seed}/")
-    if "gate_accepted" in metrics:
-        run.log_pipeline_metrics(
-            {"gate_accepted": metrics["gate_accepted"]}, step=args.k, prefix=f"{args.track}/seed_{args.seed}/"
-        )
+    if decisions := {key: metrics[key] for key in ("k_stop", "gate_accepted") if key in metrics}:
+        run.log_pipeline_metrics(decisions, step=args.k, prefix=f"{args.track}/seed_{args.seed}/")

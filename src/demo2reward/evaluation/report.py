@@ -302,6 +302,24 @@ def claims(agg: Aggregated, evals: Evaluations, answers) -> list[dict]:
     return rows
 
 
+def _seed_curve(evals: Evaluations, track: str, seed: int, metric: str) -> dict[int, float]:
+    """`metric` per iteration of one track and seed, SFT as iteration 0."""
+    sft = evals.get("sft", {}).get(0, {}).get(seed, {})
+    curve = {0: sft[metric]} if metric in sft else {}
+    by_k = evals[track]
+    return curve | {k: by_k[k][seed][metric] for k in sorted(by_k) if metric in by_k[k].get(seed, {})}
+
+
+def _policy_metrics(train_dir: str | Path | None, track: str, seed: int, ks: Iterable[int], key: str) -> dict[int, dict]:
+    """The `policy@…` metrics of iterations `ks` that record `key` (none without `train_dir`)."""
+    found = {}
+    for k in ks if train_dir else ():
+        path = Path(train_dir) / f"seed_{seed}" / f"policy_{track}_{k}.json"
+        if path.exists() and key in (m := read_json(path)):
+            found[k] = m
+    return found
+
+
 def guard_trajectories(evals: Evaluations, answers, train_dir: str | Path | None, metric: str = "true_reward_mean") -> list[dict]:
     """Per IRL track and seed: does it help (peak > SFT) and then hold, or collapse (final < peak)?
 
@@ -315,19 +333,14 @@ def guard_trajectories(evals: Evaluations, answers, train_dir: str | Path | None
             continue
         K = max(by_k)  # noqa: N806 - the paper's name
         for seed in sorted(by_k[K]):
-            sft = evals.get("sft", {}).get(0, {}).get(seed, {})
-            curve = {0: sft[metric]} if metric in sft else {}
-            curve |= {k: by_k[k][seed][metric] for k in sorted(by_k) if metric in by_k[k].get(seed, {})}
+            curve = _seed_curve(evals, track, seed, metric)
             if K not in curve:
                 continue
             peak = max((k for k in curve if k > 0), key=curve.get)
             helps = paired_difference(answers, evals, (track, peak), ("sft", 0), metric, [seed])
             drop = paired_difference(answers, evals, (track, K), (track, peak), metric, [seed]) if peak != K else None
-            gate = []
-            for k in sorted(by_k) if train_dir else ():
-                path = Path(train_dir) / f"seed_{seed}" / f"policy_{track}_{k}.json"
-                if path.exists() and "gate_accepted" in (g := read_json(path)):
-                    gate.append((k, bool(g["gate_accepted"])))
+            gated = _policy_metrics(train_dir, track, seed, sorted(by_k), "gate_accepted")
+            gate = [(k, bool(m["gate_accepted"])) for k, m in gated.items()]
             helped = helps is not None and helps["ci"][0] > 0
             collapsed = drop is not None and drop["ci"][1] < 0
             shape = ("helps, then collapses" if collapsed else "helps, then holds") if helped else "does not help"
@@ -351,20 +364,15 @@ def adaptive_k(evals: Evaluations, answers, train_dir: str | Path | None, metric
     rows = []
     for track in ("irl", "irl_guarded"):
         by_k = evals.get(track)
-        if not by_k or train_dir is None:
+        if not by_k:
             continue
         K = max(by_k)  # noqa: N806 - the paper's name
         for seed in sorted(by_k[K]):
-            checks = {}
-            for k in sorted(by_k):
-                path = Path(train_dir) / f"seed_{seed}" / f"policy_{track}_{k}.json"
-                if path.exists() and "stopped" in (m := read_json(path)):
-                    checks[k] = m
+            checks = _policy_metrics(train_dir, track, seed, sorted(by_k), "stopped")
             if not checks:
                 continue  # loop.stop was off
             k_stop = next((int(m["k_stop"]) for m in checks.values() if m["stopped"]), K)
-            curve = {0: evals["sft"][0][seed][metric]} if seed in evals.get("sft", {}).get(0, {}) else {}
-            curve |= {k: by_k[k][seed][metric] for k in sorted(by_k) if metric in by_k[k].get(seed, {})}
+            curve = _seed_curve(evals, track, seed, metric)
             best = max(curve, key=curve.get)
             at = {k: ("sft", 0) if k == 0 else (track, k) for k in (best, k_stop, K)}
             regret = paired_difference(answers, evals, at[best], at[k_stop], metric, [seed]) if best != k_stop else None
@@ -632,14 +640,11 @@ def write_report(
         summary[f"{r['better']}_minus_{r['worse']}_{r['metric']}"] = r["mean"]
     quality = quality_metric(agg)
     trajectories = guard_trajectories(evals, answers, train_dir, quality)
-    for track in ("irl", "irl_guarded"):
-        mine = [r for r in trajectories if r["track"] == track]
-        if mine:
-            summary[f"{track}_seeds_collapsed"] = float(sum(r["shape"].endswith("collapses") for r in mine))
     stops = adaptive_k(evals, answers, train_dir, quality)
     for track in ("irl", "irl_guarded"):
-        mine = [r for r in stops if r["track"] == track]
-        if mine:
+        if mine := [r for r in trajectories if r["track"] == track]:
+            summary[f"{track}_seeds_collapsed"] = float(sum(r["shape"].endswith("collapses") for r in mine))
+        if mine := [r for r in stops if r["track"] == track]:
             summary[f"{track}_k_stop_mean"] = float(np.mean([r["k_stop"] for r in mine]))
             summary[f"{track}_stop_regret_mean"] = float(np.mean([r["regret"] for r in mine]))
     curve_data = curves(agg)
