@@ -4,6 +4,7 @@ prompts and held-out preference pairs."""
 import argparse
 from pathlib import Path
 
+from demo2reward.core.params import IRL_TRACKS
 from demo2reward.core.stage import stage
 from demo2reward.core.warm import run_warm
 
@@ -11,7 +12,7 @@ run_warm()  # run in the warm server (torch, TRL and MLflow already imported) wh
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")
-ap.add_argument("--track", required=True, choices=("sft", "irl", "irl_guarded", "spin", "oracle"))
+ap.add_argument("--track", required=True, choices=("sft", *IRL_TRACKS, "spin", "oracle"))
 ap.add_argument("--k", type=int, required=True, help="iteration (0 for SFT)")
 ap.add_argument("--iterate", type=Path, required=True, help="the iterate's folder (its policy/, and reward/ for IRL)")
 ap.add_argument("--previous", type=Path, required=True, help="the policy it was trained from (implicit rewards)")

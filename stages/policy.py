@@ -1,8 +1,9 @@
-"""policy@S-T-fromJ: RL against iterate J+1's reward model, KL-penalised to a reference (irl, or irl_guarded)."""
+"""policy@S-T-fromJ: RL against iterate J+1's reward model, KL-penalised to a reference (every IRL track)."""
 
 import argparse
 from pathlib import Path
 
+from demo2reward.core.params import IRL_TRACKS
 from demo2reward.core.stage import stage
 from demo2reward.core.warm import run_warm
 
@@ -10,7 +11,7 @@ run_warm()  # run in the warm server (torch, TRL and MLflow already imported) wh
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")
-ap.add_argument("--track", choices=("irl", "irl_guarded"), required=True)
+ap.add_argument("--track", choices=IRL_TRACKS, required=True)
 ap.add_argument("--k", type=int, required=True)
 ap.add_argument("--iterate", type=Path, required=True, help="iterate k's folder: reward/ in, policy/ out")
 ap.add_argument("--previous", type=Path, required=True, help="iterate k-1's folder (its policy/)")

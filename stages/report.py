@@ -24,5 +24,6 @@ with stage("report", (), torch=False) as (params, run):
     summary, agg = write_report(
         args.evals, args.out, args.answers, args.mtbench, args.leaderboard, args.train,
         seeds=params.seeds, tracks=("sft", *params.irl_tracks, "spin", "oracle"), max_k=params.K,
+        human_pairs=params.reward.human_pairs, human_weight=params.reward.human_weight,
     )  # fmt: skip
     mirror_report(run, summary, agg)

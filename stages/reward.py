@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from demo2reward.core.params import IRL_TRACKS
 from demo2reward.core.stage import stage
 from demo2reward.core.warm import run_warm
 
@@ -10,10 +11,11 @@ run_warm()  # run in the warm server (torch, TRL and MLflow already imported) wh
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")
-ap.add_argument("--track", required=True)
+ap.add_argument("--track", choices=IRL_TRACKS, required=True, help="what the RM fits on (src/demo2reward/loop/reward.py)")
 ap.add_argument("--k", type=int, required=True)
 ap.add_argument("--pairs", type=Path, required=True)
 ap.add_argument("--rollouts", type=Path, required=True, help="iterate k's rollouts: which pairs of the pool are fresh")
+ap.add_argument("--human", type=Path, required=True, help="the task's human_prefs.jsonl (hybrid, prefs_only)")
 ap.add_argument("--sft", type=Path, required=True, help="the SFT policy: the initialisation with reward.init=sft")
 ap.add_argument("--previous", type=Path, required=True, help="iterate k-1's folder: its reward/ is the warm start")
 ap.add_argument("--iterate", type=Path, required=True, help="iterate k's folder, to write reward/ in")
@@ -24,7 +26,7 @@ with stage("reward", ("reward", "distributed"), seed=args.seed) as (params, run)
     from demo2reward.loop.reward import reward_iterate
 
     metrics = reward_iterate(
-        args.iterate, args.k, args.previous, args.sft, args.pairs, args.rollouts, params.reward, args.seed + args.k,
-        params.reward.max_length,
+        args.track, args.iterate, args.k, args.previous, args.sft, args.pairs, args.rollouts, args.human, params.reward,
+        args.seed + args.k, params.reward.max_length,
     )  # fmt: skip
     run.record(metrics, args.metrics, step=args.k, prefix=f"{args.track}/seed_{args.seed}/reward/")

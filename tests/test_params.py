@@ -24,6 +24,13 @@ def test_repository_params_are_valid():
         ({"seeds": []}, "seeds", "at least 1"),
         ({"seeds": [0, 0]}, "seeds", "duplicates"),
         ({"irl_tracks": ["irl", "ppo"]}, "irl_tracks.1", "irl_guarded"),
+        ({"irl_tracks": ["irl", "hybrid"]}, "irl_tracks", "set reward.human_pairs > 0"),
+        (
+            {"irl_tracks": ["prefs_only"], "reward": {"human_pairs": 2000}},
+            "reward.human_pairs",
+            "pool of human pairs (task.n_human_pairs: 1000)",
+        ),
+        ({"reward": {"human_weight": 0}}, "reward.human_weight", "greater than or equal to 1"),
         ({"policy": {"guards": {"reward_aggregation": "max"}}}, "policy.guards.reward_aggregation", "min"),
         ({"rollout": {"per_prompt": "many"}}, "rollout.per_prompt", "integer"),
         ({"policy": {"batch_size": 60, "num_generations": 8}}, "policy", "multiple of num_generations"),

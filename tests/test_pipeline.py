@@ -693,3 +693,46 @@ def test_adaptive_k_stops_and_carries_the_stopping_iterate_forward(workspace):
             assert policy_1["stopped"] == 0 and policy_1["fresh_accuracy"] == accuracy
             assert weights(models / t / "iter_1" / "policy") != weights(models / "sft" / "policy")
     assert stopped >= 1
+
+
+def test_hybrid_and_prefs_only_tracks_fit_on_the_human_pairs(workspace, tmp_path):
+    """reward.human_pairs: the hybrid RM fits on the demonstration pairs plus N human pairs (each repeated
+    human_weight times), the prefs_only RM on the N pairs alone, once (later iterations carry it); IRL's RMs and every
+    baseline stay as they were; the report compares their recovery; a lone N is not a sweep."""
+    ws, env, _ = workspace
+    from tests.conftest import merged_params
+
+    def weights(folder: Path) -> bytes:
+        return (folder / "model.safetensors").read_bytes()
+
+    irl_rms = {s: weights(ws / "models" / f"seed_{s}" / "irl" / "iter_1" / "reward") for s in SEEDS}
+    micro = merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text()))
+    micro["irl_tracks"] = ["irl", "hybrid", "prefs_only"]
+    micro["reward"] |= {"human_pairs": 20, "human_weight": 2}
+    (ws / "params.yaml").write_text(yaml.safe_dump(micro, sort_keys=False))
+    repro = _run(["dvc", "repro"], ws, env)
+    ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
+    assert not {name for name in ran if name.startswith(("prepare", "pretrain", "sft@", "spin@", "oracle@"))}
+    assert all(weights(ws / "models" / f"seed_{s}" / "irl" / "iter_1" / "reward") == irl_rms[s] for s in SEEDS)
+    train = ws / "metrics" / "train"
+    for s in SEEDS:
+        pool = len((ws / "data" / f"seed_{s}" / "hybrid" / "iter_1" / "pairs.jsonl").read_text().splitlines())
+        hybrid = json.loads((train / f"seed_{s}" / "reward_hybrid_1.json").read_text())
+        assert hybrid["pairs_human"] == 20
+        extra = hybrid["pairs_train"] + hybrid["pairs_val"] - pool - 20  # the human pairs' second copies in training
+        assert 20 - hybrid["pairs_val"] <= extra <= 20
+        prefs = json.loads((train / f"seed_{s}" / "reward_prefs_only_1.json").read_text())
+        assert prefs["pairs_human"] == 20 and prefs["pairs_train"] + prefs["pairs_val"] == 20
+        assert "val_accuracy_fresh" not in prefs
+        assert json.loads((train / f"seed_{s}" / "reward_prefs_only_2.json").read_text())["carried_forward"] == 1
+        models = ws / "models" / f"seed_{s}" / "prefs_only"
+        assert weights(models / "iter_2" / "reward") == weights(models / "iter_1" / "reward")
+        assert weights(models / "iter_1" / "policy") != weights(ws / "models" / f"seed_{s}" / "sft" / "policy")
+    detail = json.loads((ws / "metrics" / "summary_detail.json").read_text())
+    report = (ws / "metrics" / "report.md").read_text()
+    for track in ("irl", "hybrid", "prefs_only"):
+        assert f"{track}_gain_true_reward_mean" in detail
+    if any(k.startswith("reward_recovery_ratio_prefs_only_seed") for k in detail):  # seeds where the oracle gained
+        assert "## Human preference labels: 20 pairs" in report and "| IRL + human prefs |" in report
+    alone = _run(["demo2reward-exchange", "--out", str(tmp_path / "exchange")], ws, env, check=False)
+    assert alone.returncode != 0 and "demo2reward-exchange:" in alone.stderr and "Traceback" not in alone.stderr

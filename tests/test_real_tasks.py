@@ -350,7 +350,31 @@ def test_bad_local_paths_and_values_are_named(tmp_path, tldr_files):
 def test_write_task_files_uses_the_synthetic_task_names(tmp_path, tldr_files):
     rows = load_task_rows(TLDRConfig(**tldr_files))
     counts = write_task_files(rows, tmp_path / "task")
-    assert counts == {"train": 6, "heldout": 4, "heldout_pairs": 3}
+    assert counts == {"train": 6, "heldout": 4, "heldout_pairs": 3, "human_pairs": 0}
     assert (
         read_jsonl(tmp_path / "task" / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected")) == rows["heldout_prefs"]
     )
+
+
+def test_human_pairs_come_from_the_training_split_minus_evaluated_prompts(tmp_path, tldr_files):
+    """reward.human_pairs' pool: the comparisons' train split (TL;DR) or train_prefs (UltraFeedback), never a row whose
+    prompt is evaluated; none is loaded unless n_human_pairs asks, and too few fail with the key."""
+    train_split = [comparison(10 + i, i % 2) for i in range(4)] + [comparison(0, 1)]  # post 0 is a held-out pair's
+    human = write_jsonl(tmp_path / "comparisons_train.jsonl", train_split)
+    assert load_task_rows(TLDRConfig(**tldr_files))["human_prefs"] == []
+    rows = load_task_rows(TLDRConfig(**tldr_files, human_prefs_path=human, n_human_pairs=4, seed=None))
+    posts = [p["prompt"][0]["content"].split("POST: ")[1].split("\n")[0] for p in rows["human_prefs"]]
+    assert posts == [f"Compared post {10 + i}" for i in range(4)]
+    assert rows["human_prefs"][1]["chosen"] == [msg("assistant", "second summary 11")]
+    counts = write_task_files(rows, tmp_path / "task")
+    assert counts["human_pairs"] == 4
+    with pytest.raises(
+        TaskDataError, match=r"task.tldr.n_human_pairs=5 but only 4 of 5 rows pass the filters \(1 prompt evaluated\)"
+    ):
+        load_task_rows(TLDRConfig(**tldr_files, human_prefs_path=human, n_human_pairs=5))
+
+    uf = ultrachat_local_copies(tmp_path / "uc", n_train=5, n_test=3, n_prefs=3)
+    train_prefs = write_parquet(tmp_path / "train_prefs.parquet", [ultrafeedback(f"train prompt {i}", i) for i in range(3)])
+    rows = load_task_rows(UltraChatConfig(**uf, human_prefs_path=train_prefs, n_human_pairs=2))
+    assert {p["prompt"][0]["content"] for p in rows["human_prefs"]} < {f"train prompt {i}" for i in range(3)}
+    assert len(rows["human_prefs"]) == 2 and all(p["chosen"][0]["content"].startswith("good") for p in rows["human_prefs"])

@@ -53,3 +53,25 @@ def test_build_task_is_deterministic_and_in_hf_schemas(tmp_path):
     chosen = oracle.reward(posts, [r["chosen"][0]["content"] for r in prefs])
     rejected = oracle.reward(posts, [r["rejected"][0]["content"] for r in prefs])
     assert np.mean(chosen > rejected) > 0.7  # a noisy but mostly right labeller
+
+
+def test_human_pairs_are_fresh_prompts_by_the_same_labeller_and_change_no_other_file(tmp_path):
+    """reward.human_pairs' pool: labelled like the held-out pairs, on prompts that are never evaluated, and drawn
+    last, so that growing it leaves every other file of the task byte-identical."""
+    small = TaskParams(n_train=20, n_heldout=5, n_heldout_pairs=30, n_pretrain=10, n_human_pairs=0)
+    counts = build_task(small, 3, tmp_path / "none")
+    build_task(small.model_copy(update={"n_human_pairs": 200}), 3, tmp_path / "some")
+    assert counts["human_pairs"] == 0 and read_jsonl(tmp_path / "none" / "human_prefs.jsonl", allow_empty=True) == []
+    for name in ("train.jsonl", "heldout.jsonl", "heldout_prefs.jsonl", "pretrain.jsonl", "world.json"):
+        assert (tmp_path / "none" / name).read_bytes() == (tmp_path / "some" / name).read_bytes()
+    human = read_jsonl(tmp_path / "some" / "human_prefs.jsonl", required=("prompt", "chosen", "rejected"))
+    assert len(human) == 200
+    evaluated = {
+        r["prompt"][0]["content"] for f in ("heldout.jsonl", "heldout_prefs.jsonl") for r in read_jsonl(tmp_path / "some" / f)
+    }
+    posts = [r["prompt"][0]["content"] for r in human]
+    assert not evaluated & set(posts)
+    oracle = Oracle.from_task_dir(tmp_path / "some")
+    chosen = oracle.reward(posts, [r["chosen"][0]["content"] for r in human])
+    rejected = oracle.reward(posts, [r["rejected"][0]["content"] for r in human])
+    assert 0.7 < np.mean(chosen > rejected) < 1  # the same noisy labeller: mostly right, not always

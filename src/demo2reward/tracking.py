@@ -301,7 +301,7 @@ def mirror_report(run: StageRun, summary: Mapping[str, float], agg: Mapping[str,
     run.log_pipeline_metrics(summary, step=final_k(agg, "irl") or 0, prefix="summary/")
 
 
-TRACKS = ("irl", "irl_guarded", "spin", "oracle")
+TRACKS = ("irl", "irl_guarded", "hybrid", "prefs_only", "spin", "oracle")
 COMPARED = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean")
 
 
@@ -326,13 +326,15 @@ def _pipeline_runs(experiment: str, where: str = "", limit: int = 1000) -> tuple
 
 def compare_runs(experiment: str = "demo2reward") -> list[dict]:
     """One row per MLflow pipeline run and track: the final iteration's seed means, as the report logged them."""
+    from demo2reward.evaluation.report import RECOVERY_SUFFIX
+
     rows = []
     for r in _pipeline_runs(experiment)[1]:
         for track in TRACKS:
             prefix = "" if track == "irl" else f"{track}/"
             values = {m: r.data.metrics.get(prefix + m) for m in COMPARED}
             if any(v is not None for v in values.values()):
-                recovery = r.data.metrics.get("summary/reward_recovery_ratio") if track == "irl" else None
+                recovery = r.data.metrics.get(f"summary/reward_recovery_ratio{RECOVERY_SUFFIX.get(track, '-')}")
                 rows.append({"source": "mlflow", "run": r.info.run_name, "track": track, **values, "recovery": recovery})
     return rows
 

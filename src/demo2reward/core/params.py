@@ -65,6 +65,15 @@ class RealTaskParams(Section):
     prefs_path: str | None = Field(
         None, description="Local copy of the held-out preference pairs in the upstream schema; null = prefs_id."
     )
+    n_human_pairs: int = Field(
+        0,
+        ge=0,
+        description="Training preference pairs for reward.human_pairs (hybrid, prefs_only), from prefs_id's "
+        "human_prefs_split; 0 = none loaded.",
+    )
+    human_prefs_path: str | None = Field(
+        None, description="Local copy of the training preference pairs (human_prefs_split); null = prefs_id."
+    )
 
 
 class TLDRTaskParams(RealTaskParams):
@@ -80,6 +89,9 @@ class TLDRTaskParams(RealTaskParams):
     )
     prefs_config: str | None = Field("comparisons", description="Config name of prefs_id.")
     prefs_split: str = Field("validation", min_length=1, description="Split of the human comparisons.")
+    human_prefs_split: str = Field(
+        "train", min_length=1, description="Split of the comparisons that reward.human_pairs draws from."
+    )
 
 
 class UltraChatTaskParams(RealTaskParams):
@@ -93,6 +105,9 @@ class UltraChatTaskParams(RealTaskParams):
     prefs_id: str = Field(ULTRAFEEDBACK_ID, min_length=1, description="Hub id of the held-out preference pairs.")
     prefs_config: str | None = Field(None, description="Config name of prefs_id.")
     prefs_split: str = Field("test_prefs", min_length=1, description="Split of the held-out preference pairs.")
+    human_prefs_split: str = Field(
+        "train_prefs", min_length=1, description="Split of UltraFeedback that reward.human_pairs draws from."
+    )
 
 
 class TaskParams(Section):
@@ -108,6 +123,12 @@ class TaskParams(Section):
     n_train: int = Field(1500, ge=8, description="Training prompts, each with one demonstration.")
     n_heldout: int = Field(200, ge=4, description="Held-out prompts (win rate, true reward, policy pairs).")
     n_heldout_pairs: int = Field(600, ge=4, description="Held-out human-style preference pairs.")
+    n_human_pairs: int = Field(
+        1000,
+        ge=0,
+        description="Training preference pairs of the simulated labeller (fresh prompts, same labeller as the held-out "
+        "pairs), the pool that reward.human_pairs draws from.",
+    )
     n_pretrain: int = Field(8000, ge=8, description="Documents in the unlabelled pretraining corpus.")
     n_words: int = Field(16, ge=6, le=64, description="Content words in the world's vocabulary.")
     post_distinct: int = Field(6, ge=4, description="Distinct content words per post.")
@@ -229,6 +250,15 @@ class RewardParams(TrainParams):
     eval_batch_size: int = Field(256, ge=1, description="Pairs per forward pass when scoring the validation split.")
     lora: LoRAParams = Field(
         default_factory=LoRAParams, description="LoRA for the reward model (the score head is trained fully)."
+    )
+    human_pairs: int = Field(
+        0,
+        ge=0,
+        description="Human preference pairs (the task's human_prefs.jsonl, first N) that the hybrid and prefs_only "
+        "tracks' RMs fit on: beside the demonstration pairs (hybrid) or alone (prefs_only, standard RLHF).",
+    )
+    human_weight: int = Field(
+        1, ge=1, description="Times each human pair appears in every epoch of a hybrid fit: its weight against a demo pair."
     )
 
 
@@ -376,8 +406,9 @@ class Iteration(Section):
     )
 
 
-IRLTrack = Literal["irl", "irl_guarded"]
+IRLTrack = Literal["irl", "irl_guarded", "hybrid", "prefs_only"]
 IRL_TRACKS: tuple[str, ...] = get_args(IRLTrack)
+HUMAN_TRACKS = ("hybrid", "prefs_only")  # their RMs fit on reward.human_pairs human preferences
 
 
 class DistributedParams(Section):
@@ -429,9 +460,10 @@ class Params(Section):
         description="Training seeds (DVC matrix axis): SFT, RMs, policies, SPIN and sampling repeat per seed.",
     )
     irl_tracks: list[IRLTrack] = Field(
-        default_factory=lambda: list(IRL_TRACKS),
+        default_factory=lambda: ["irl", "irl_guarded"],
         min_length=1,
-        description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper) and with policy.guards.",
+        description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper), with policy.guards, hybrid "
+        "(demonstrations plus reward.human_pairs preferences) and prefs_only (the preferences alone: RLHF).",
     )
     threads: int | Literal["auto"] = Field(
         "auto",
@@ -540,6 +572,21 @@ class Params(Section):
     def _stop_rule_has_its_signal(self) -> Params:
         if self.loop.stop != "off" and self.reward.validation_fraction == 0:
             raise ValueError(f"loop.stop: {self.loop.stop} reads the RM's held-out pairs; set reward.validation_fraction > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _human_pairs_exist(self) -> Params:
+        human_tracks = [t for t in self.irl_tracks if t in HUMAN_TRACKS]
+        n = self.reward.human_pairs
+        if human_tracks and n == 0:
+            raise ValueError(f"irl_tracks: {human_tracks[0]} fits on human preferences; set reward.human_pairs > 0")
+        pool, key = (
+            (self.task.n_human_pairs, "task.n_human_pairs")
+            if self.task.name == "synthetic"
+            else (getattr(self.task, self.task.name).n_human_pairs, f"task.{self.task.name}.n_human_pairs")
+        )
+        if human_tracks and n > pool:
+            raise ValueError(f"reward.human_pairs: {n} exceeds the task's pool of human pairs ({key}: {pool})")
         return self
 
     @property

@@ -45,10 +45,26 @@ WIN_RATES = ("win_rate_vs_demos", "win_rate_vs_demos_llm", "win_rate_vs_demos_rm
 # Quality measures, best first: r* exists on the synthetic task only; real tasks have a judge's win rate.
 QUALITY = ("true_reward_mean", "win_rate_vs_demos_llm", "win_rate_vs_demos_rm")
 CURVES = ("reward_accuracy", "win_rate_vs_demos", "true_reward_mean", "true_reward_mean_sampled")
-TRACKS = (("irl", "IRL"), ("irl_guarded", "IRL + guards"), ("spin", "SPIN"), ("oracle", "Oracle (r*)"))
+TRACKS = (
+    ("irl", "IRL"),
+    ("irl_guarded", "IRL + guards"),
+    ("hybrid", "IRL + human prefs"),
+    ("prefs_only", "Human prefs only (RLHF)"),
+    ("spin", "SPIN"),
+    ("oracle", "Oracle (r*)"),
+)
+LEARNED = ("irl", "irl_guarded", "hybrid", "prefs_only")  # the tracks whose recovery of the oracle's gain is reported
 LABELS = dict(TRACKS) | {"sft": "SFT"}
 # The paper's claims, as (better, worse) at the final iteration.
-CLAIMS = (("irl", "spin"), ("spin", "sft"), ("irl", "sft"), ("irl_guarded", "irl"))
+CLAIMS = (
+    ("irl", "spin"),
+    ("spin", "sft"),
+    ("irl", "sft"),
+    ("irl_guarded", "irl"),
+    ("hybrid", "prefs_only"),
+    ("hybrid", "irl"),
+    ("irl", "prefs_only"),
+)
 CLAIM_METRICS = ("win_rate_vs_demos", "true_reward_mean", "win_rate_vs_demos_llm", "win_rate_vs_demos_rm")
 
 # track -> k -> seed -> metrics (k = 0 is SFT, which every track starts from)
@@ -213,10 +229,11 @@ def summarise(agg: Aggregated) -> dict[str, float]:
     """Headline numbers: gains at the final iteration K and the reward-recovery ratio against the oracle."""
     out: dict[str, float] = {}
     sft = agg.get("sft", {}).get(0)
-    if not (sft and agg.get("irl")):
+    main = next((t for t in LEARNED if agg.get(t)), None)
+    if not (sft and main):
         return out
     gained = ("true_reward_mean", "true_reward_mean_sampled", "win_rate_vs_demos", "win_rate_vs_demos_sampled")
-    for track in ("irl", "irl_guarded", "spin", "oracle"):
+    for track in (*LEARNED, "spin", "oracle"):
         if not agg.get(track):
             continue
         final = agg[track][final_k(agg, track)]
@@ -225,17 +242,40 @@ def summarise(agg: Aggregated) -> dict[str, float]:
                 out[f"{track}_gain_{key}"] = final[key] - sft[key]
         if "reward_accuracy" in final and track != "oracle":
             out[f"{track}_reward_accuracy_final"] = final["reward_accuracy"]
-    for track, suffix in (("irl", ""), ("irl_guarded", "_guarded")):
+    for track, suffix in RECOVERY_SUFFIX.items():
         for key in ("true_reward_mean", "true_reward_mean_sampled"):
             gain, oracle_gain = out.get(f"{track}_gain_{key}"), out.get(f"oracle_gain_{key}")
             if gain is not None and oracle_gain is not None and oracle_gain > 0:  # else there is no gain to recover
                 out[f"reward_recovery_ratio{suffix}{key.removeprefix('true_reward_mean')}"] = gain / oracle_gain
-    irl = agg["irl"]
+        for seed, ratio in recovery_by_seed(agg, track).items():
+            out[f"reward_recovery_ratio{suffix}_seed{seed}"] = ratio
+    irl = agg[main]
     accuracies = [irl[k]["reward_accuracy"] for k in irl if "reward_accuracy" in irl[k]]
-    if accuracies:
+    if accuracies and main == "irl":
         out["reward_accuracy_min"] = min(accuracies)
-    out["K"] = final_k(agg, "irl")
-    out["seeds"] = irl[final_k(agg, "irl")]["n_seeds"]
+    out["K"] = final_k(agg, main)
+    out["seeds"] = irl[final_k(agg, main)]["n_seeds"]
+    return out
+
+
+RECOVERY_SUFFIX = {"irl": "", "irl_guarded": "_guarded", "hybrid": "_hybrid", "prefs_only": "_prefs_only"}
+
+
+def recovery_by_seed(agg: Aggregated, track: str, key: str = "true_reward_mean") -> dict[int, float]:
+    """Per seed, the track's gain in true reward over SFT at K as a fraction of the oracle's (seeds where the oracle
+    gained); the seed mean of these, with its t-interval, is what the human-labels section and the sweep compare."""
+    sft, oracle = agg.get("sft", {}).get(0), agg.get("oracle")
+    if not (sft and oracle and agg.get(track)) or key not in sft:
+        return {}
+    at_k, best = agg[track][final_k(agg, track)], oracle[final_k(agg, "oracle")]
+    if key not in at_k or key not in best:
+        return {}
+    values = {name: dict(zip(m["seeds"], m[f"{key}_seeds"], strict=True)) for name, m in (("s", sft), ("t", at_k), ("o", best))}
+    out = {}
+    for seed in sorted(set(values["s"]) & set(values["t"]) & set(values["o"])):
+        oracle_gain = values["o"][seed] - values["s"][seed]
+        if oracle_gain > 0:
+            out[seed] = (values["t"][seed] - values["s"][seed]) / oracle_gain
     return out
 
 
@@ -595,6 +635,33 @@ def _claims_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def human_label_rows(agg: Aggregated) -> list[dict]:
+    """Per learned track present: the recovery ratio at K per seed, its seed mean and t-interval."""
+    rows = []
+    for track in LEARNED:
+        by_seed = recovery_by_seed(agg, track)
+        if by_seed:
+            values = list(by_seed.values())
+            ci = seed_interval(values) if len(values) > 1 else (float("nan"), float("nan"))
+            rows.append({"track": track, "mean": float(np.mean(values)), "ci": list(ci), "per_seed": by_seed})
+    return rows
+
+
+def _human_label_lines(rows: list[dict], human_pairs: int, human_weight: int) -> list[str]:
+    data = {
+        "irl": "demonstration pairs",
+        "irl_guarded": "demonstration pairs (guarded RL)",
+        "hybrid": f"demonstration pairs + {human_pairs} human pairs (each ×{human_weight})",
+        "prefs_only": f"{human_pairs} human pairs",
+    }
+    lines = ["| track | the RM fits on | recovery ratio at K | per seed |", "|---|---|---|---|"]
+    for r in rows:
+        per_seed = ", ".join(f"{s}: {_fmt(v)}" for s, v in r["per_seed"].items())
+        ci = f"[{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]"
+        lines.append(f"| {LABELS[r['track']]} | {data[r['track']]} | {_fmt(r['mean'])} {ci} | {per_seed} |")
+    return lines
+
+
 def _guards_lines(trajectories: list[dict]) -> list[str]:
     if not trajectories:
         return []
@@ -621,6 +688,8 @@ def write_report(
     seeds: Iterable[int] | None = None,
     max_k: int | None = None,
     tracks: Iterable[str] | None = None,
+    human_pairs: int = 0,
+    human_weight: int = 1,
 ) -> tuple[dict[str, float], Aggregated]:
     """Write report.md, report.csv, summary.json (headline), summary_detail.json, curves/*.json and plots/*.png;
     return the detailed summary and
@@ -682,6 +751,16 @@ def write_report(
             "Differences are paired: both policies answered the same held-out prompts in each seed; the CI is a",
             "t-interval over the per-seed differences. *not significant*: it contains 0. Verdicts need at least",
             f"{MIN_SEEDS_FOR_VERDICT} seeds.",
+        ]
+    if human_pairs and (label_rows := human_label_rows(agg)):
+        lines += ["", f"## Human preference labels: {human_pairs} pairs (`reward.human_pairs`)", ""]
+        lines += _human_label_lines(label_rows, human_pairs, human_weight)
+        lines += [
+            "",
+            "Recovery ratio per seed: (true reward at K − SFT's) / (the oracle's at K − SFT's), greedy on the held-out",
+            "prompts; brackets: the t-interval over seeds. The human pairs are the task's training preferences",
+            "(`human_prefs.jsonl`: the simulated labeller on fresh prompts), never the held-out ones. Across N,",
+            "`demo2reward-exchange` turns a sweep's MLflow runs into the exchange rate of demonstrations for labels.",
         ]
     if trajectories:
         lines += ["", "## Collapse guards: helps, then holds or collapses?", ""]

@@ -33,8 +33,11 @@ def improve_iterate(
 
     With `loop.stop: indistinguishable`, iterate k's RM decides whether to go on (`fresh_accuracy`, its held-out
     accuracy on this iteration's pairs): if it cannot tell the demonstrations from policy k-1's rollouts, policy k-1
-    is final and is carried forward, as it is by every later iterate, with no training.
+    is final and is carried forward, as it is by every later iterate, with no training. `prefs_only` has no
+    demonstration pairs to tell apart, so the rule does not apply to it.
     """
+    if track == "prefs_only":
+        loop = None
     k_stop = stop_iteration(k, previous, loop, fresh_accuracy)
     if k_stop is not None:
         iterates.carry_forward(iterates.policy(previous), iterates.policy(iterate), k_stop)

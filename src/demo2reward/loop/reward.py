@@ -1,4 +1,8 @@
-"""The explicit reward model: Bradley-Terry on demo-vs-rollout pairs with TRL `RewardTrainer`."""
+"""The explicit reward model: Bradley-Terry on demo-vs-rollout pairs with TRL `RewardTrainer`.
+
+What each IRL track fits on: demonstration pairs (`irl`, `irl_guarded`, the paper), those plus the first
+`reward.human_pairs` human preferences (`hybrid`), or those preferences alone (`prefs_only`: standard RLHF).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from trl import RewardConfig, RewardTrainer
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import DataFileError, atomic_dir, read_jsonl
 from demo2reward.core.distributed import shards_parameters
-from demo2reward.core.params import RewardParams
+from demo2reward.core.params import HUMAN_TRACKS, RewardParams
 from demo2reward.loop.pairs import build_pairs
 from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
@@ -64,11 +68,13 @@ def fit_reward_model(
     seed: int,
     max_length: int,
     fresh: int = 0,
+    repeats: list[int] | None = None,
 ) -> dict[str, float]:
     """Fit a Bradley-Terry reward model from `init` on `pairs` (a `validation_fraction` held back); save it to `out`.
 
     The last `fresh` pairs are this iteration's: their held-out accuracy (`val_accuracy_fresh`) says whether the RM
     can still tell the demonstrations from the current policy's rollouts, which is adaptive K's stopping signal.
+    `repeats[i]` is how often training pair i appears in every epoch (its weight); a held-out pair appears once.
     """
     tokenizer = load_tokenizer(tokenizer_path)
     # Tokenised once, here, as TRL would: the length check and the trainer share the ids (TRL skips its own pass).
@@ -82,8 +88,12 @@ def fit_reward_model(
     n_val = int(len(order) * p.validation_fraction)
     val, train = [pairs[i] for i in order[:n_val]], [pairs[i] for i in order[n_val:]]
     val_is_fresh = np.array([i >= len(pairs) - fresh for i in order[:n_val]], dtype=bool)
-    tokenized = [{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in order]
-    val_ids, train_ids = tokenized[:n_val], tokenized[n_val:]
+    val_ids = [{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in order[:n_val]]
+    train_ids = [
+        {"chosen_ids": chosen[i], "rejected_ids": rejected[i]}
+        for i in order[n_val:]
+        for _ in range(1 if repeats is None else repeats[i])
+    ]
     with atomic_dir(out, manifest=True) as tmp:
         config = RewardConfig(
             **trainer_kwargs(str(tmp / "trainer"), seed, p),
@@ -136,28 +146,49 @@ def reward_init(init: str, k: int, previous: Path, sft_policy: Path) -> Path:
     return iterates.reward(previous) if init == "warm" and k > 1 else Path(sft_policy)
 
 
+def human_pairs(path: Path, n: int) -> list[dict]:
+    """The first `n` human preference pairs of the task's `human_prefs.jsonl`; fewer fails."""
+    pairs = read_jsonl(path, required=("prompt", "chosen", "rejected"), allow_empty=True)[:n]
+    if len(pairs) < n:
+        raise DataFileError(f"{path}: reward.human_pairs is {n} but the task has {len(pairs)} (raise task's n_human_pairs)")
+    return pairs
+
+
 def reward_iterate(
+    track: str,
     iterate: Path,
     k: int,
     previous: Path,
     sft_policy: Path,
     pairs_path: Path,
     rollouts_path: Path,
+    human_path: Path,
     p: RewardParams,
     seed: int,
     max_length: int,
 ) -> dict[str, float]:
-    """Write `iterate`/reward: a Bradley-Terry RM fitted on iterate k's pair pool, started from SFT (`init: sft`,
-    the authors' choice) or from iterate k-1's RM (`init: warm`). Once the loop has stopped (adaptive K), iterate
-    k-1's RM is carried forward instead, with no training."""
+    """Write `iterate`/reward: a Bradley-Terry RM fitted on the track's data at iterate k, started from SFT
+    (`init: sft`, the authors' choice) or from iterate k-1's RM (`init: warm`). Iterate k-1's RM is carried forward
+    instead, with no training, once the loop has stopped (adaptive K), and by `prefs_only` after iteration 1: its
+    data never change, so it is one RM, as in standard RLHF."""
     k_stop = iterates.stopped_at(previous)
-    if k_stop is not None:
+    if k_stop is not None or (track == "prefs_only" and k > 1):
         iterates.carry_forward(iterates.reward(previous), iterates.reward(iterate))
-        return {"carried_forward": 1.0, "k_stop": float(k_stop)}
+        return {"carried_forward": 1.0} | ({} if k_stop is None else {"k_stop": float(k_stop)})
     init = reward_init(p.init, k, previous, sft_policy)
+    human = human_pairs(human_path, p.human_pairs) if track in HUMAN_TRACKS else []
+    if track == "prefs_only":
+        metrics = fit_reward_model(init, sft_policy, human, p, iterates.reward(iterate), seed, max_length)
+        return metrics | {"pairs_human": len(human)}
     pairs = read_jsonl(pairs_path, required=("prompt", "chosen", "rejected"))
     # This iteration's pairs are the pool's last ones (`loop.pairs.pool_pairs`).
     fresh, _ = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
     if fresh and pairs[-len(fresh) :] != fresh:
         raise DataFileError(f"{pairs_path}: does not end with the pairs of {rollouts_path} (a stale pool?)")
-    return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length, fresh=len(fresh))
+    if not human:
+        return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length, fresh=len(fresh))
+    repeats = [p.human_weight] * len(human) + [1] * len(pairs)
+    metrics = fit_reward_model(
+        init, sft_policy, [*human, *pairs], p, iterates.reward(iterate), seed, max_length, len(fresh), repeats
+    )
+    return metrics | {"pairs_human": len(human)}

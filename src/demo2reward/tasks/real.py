@@ -16,6 +16,8 @@ Sources (defaults of the config classes below):
 - UltraChat demonstrations: ``HuggingFaceH4/ultrachat_200k``, splits train_sft / test_sft, either the first
   exchange (``turns: first_turn``, SPIN's setting) or the last assistant reply with the dialogue before it as
   prompt (``all_turns``); held-out preferences: ``HuggingFaceH4/ultrafeedback_binarized``, split test_prefs.
+- ``human_prefs`` (only with ``n_human_pairs`` > 0, for ``reward.human_pairs``): the same preference data set's
+  training split (TL;DR ``train``, UltraFeedback ``train_prefs``), minus rows whose prompt is evaluated.
 
 Every table can instead come from a local copy in the *upstream* schema, so that a machine without hub access
 (like CI) runs the same code: a ``.jsonl``/``.json`` file, a ``.parquet`` file, a ``save_to_disk`` folder
@@ -94,12 +96,16 @@ class RealTaskConfig:
     drop_train_overlap: bool = True  # drop held-out rows whose prompt is a training prompt
     offline: bool = False  # never contact the hub: hub ids come from the local HF cache only (also: HF_HUB_OFFLINE=1)
     cache_dir: str | None = None  # datasets cache for hub downloads and snapshot folders; None = HF default
+    n_human_pairs: int = 0  # training preference pairs for reward.human_pairs (human_prefs_split); 0 = none loaded
+    human_prefs_path: str | None = None  # local copy of them; None = prefs_id from the hub
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_heldout", "n_heldout_pairs", "max_prompt_chars", "max_response_chars"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{self.KEY}.{name}: must be a positive integer or null, got {value!r}")
+        if not isinstance(self.n_human_pairs, int) or isinstance(self.n_human_pairs, bool) or self.n_human_pairs < 0:
+            raise ValueError(f"{self.KEY}.n_human_pairs: must be a non-negative integer, got {self.n_human_pairs!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RealTaskConfig:
@@ -126,6 +132,7 @@ class TLDRConfig(RealTaskConfig):
     prefs_config: str | None = "comparisons"
     prefs_split: str = "validation"
     prefs_path: str | None = None  # local copy of the comparisons (either schema)
+    human_prefs_split: str = "train"  # the training comparisons that reward.human_pairs draws from
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +151,7 @@ class UltraChatConfig(RealTaskConfig):
     prefs_config: str | None = None
     prefs_split: str = "test_prefs"
     prefs_path: str | None = None
+    human_prefs_split: str = "train_prefs"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -452,6 +460,7 @@ def _select(
     n: int | None,
     size_key: str,
     exclude: set[tuple] | None = None,
+    excluded: str = "prompt also in train",
 ) -> list[Row]:
     """Convert rows in a seeded random order, drop those that fail a filter, and stop at `n` kept rows."""
     order = np.arange(table.size) if cfg.seed is None else np.random.default_rng(cfg.seed).permutation(table.size)
@@ -471,7 +480,7 @@ def _select(
             elif cfg.max_response_chars is not None and max(map(len, _responses(row))) > cfg.max_response_chars:
                 skipped["response longer than max_response_chars"] += 1
             elif exclude is not None and _prompt_key(row["prompt"]) in exclude:
-                skipped["prompt also in train"] += 1
+                skipped[excluded] += 1
             else:
                 kept.append(row)
                 if n is not None and len(kept) == n:
@@ -496,7 +505,8 @@ def _log_skips(name: str, kept: int, skipped: Counter[str]) -> None:
 
 
 def load_task_rows(config: RealTaskConfig) -> dict[str, list[Row]]:
-    """The `train`, `heldout` and `heldout_prefs` rows of a real task, in the conversational schema."""
+    """The `train`, `heldout`, `heldout_prefs` and `human_prefs` (training preferences) rows of a real task, in the
+    conversational schema."""
     if isinstance(config, TLDRConfig):
         demo: Callable[[Row], Converted] = _tldr_demo
         demo_columns: Sequence[str] = ("subreddit", "title", "post", "summary")
@@ -532,22 +542,35 @@ def load_task_rows(config: RealTaskConfig) -> dict[str, list[Row]]:
         split_key=f"{key}.heldout_split",
         **demos,
     )
+    prefs = {"dataset_id": config.prefs_id, "config_name": config.prefs_config, "required": pref_columns}
     prefs_table = _source(
         config,
         local=config.prefs_path,
         path_key=f"{key}.prefs_path",
-        dataset_id=config.prefs_id,
-        config_name=config.prefs_config,
         split=config.prefs_split,
         split_key=f"{key}.prefs_split",
-        required=pref_columns,
+        **prefs,
     )
 
     train = _select(train_table, demo, config, config.n_train, f"{key}.n_train")
     exclude = {_prompt_key(r["prompt"]) for r in train} if config.drop_train_overlap else None
     heldout = _select(heldout_table, demo, config, config.n_heldout, f"{key}.n_heldout", exclude)
-    prefs = _select(prefs_table, pref, config, config.n_heldout_pairs, f"{key}.n_heldout_pairs", exclude)
-    return {"train": train, "heldout": heldout, "heldout_prefs": prefs}
+    heldout_prefs = _select(prefs_table, pref, config, config.n_heldout_pairs, f"{key}.n_heldout_pairs", exclude)
+    human_prefs: list[Row] = []
+    if config.n_human_pairs:  # another split: disjoint from the held-out pairs; their prompts are dropped too
+        human_table = _source(
+            config,
+            local=config.human_prefs_path,
+            path_key=f"{key}.human_prefs_path",
+            split=config.human_prefs_split,
+            split_key=f"{key}.human_prefs_split",
+            **prefs,
+        )
+        evaluated = {_prompt_key(r["prompt"]) for r in (*heldout, *heldout_prefs)}
+        human_prefs = _select(
+            human_table, pref, config, config.n_human_pairs, f"{key}.n_human_pairs", evaluated, "prompt evaluated"
+        )
+    return {"train": train, "heldout": heldout, "heldout_prefs": heldout_prefs, "human_prefs": human_prefs}
 
 
 def write_task_files(rows: dict[str, list[Row]], out: str | Path) -> dict[str, int]:
@@ -557,4 +580,5 @@ def write_task_files(rows: dict[str, list[Row]], out: str | Path) -> dict[str, i
         "train": write_jsonl(out / "train.jsonl", rows["train"]),
         "heldout": write_jsonl(out / "heldout.jsonl", rows["heldout"]),
         "heldout_pairs": write_jsonl(out / "heldout_prefs.jsonl", rows["heldout_prefs"]),
+        "human_pairs": write_jsonl(out / "human_prefs.jsonl", rows.get("human_prefs", [])),
     }

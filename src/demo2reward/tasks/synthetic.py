@@ -10,6 +10,7 @@ Files written by `build_task` (HF schemas, JSON lines):
 - `train.jsonl`        conversational prompt/completion: the demonstrations;
 - `heldout.jsonl`      prompt/completion on held-out prompts (the demos to beat);
 - `heldout_prefs.jsonl` prompt/chosen/rejected, labelled by a noisy Bradley-Terry labeller under r*;
+- `human_prefs.jsonl`  the same labeller on fresh prompts: the training preferences of `reward.human_pairs`;
 - `pretrain.jsonl`     prompt/completion chatter of the base model's corpus;
 - `world.json`         the hidden weights, so that r* can be recomputed anywhere.
 """
@@ -185,7 +186,21 @@ def build_task(p: TaskParams, seed: int, out: Path) -> dict[str, int]:
         }
 
     write_jsonl(out / "heldout_prefs.jsonl", (pref_pair(x) for x in pref_posts))
-    return {"train": len(train), "heldout": len(heldout), "heldout_pairs": len(pref_posts), "pretrain": p.n_pretrain}
+
+    # Drawn last, so that every file above is the same whatever n_human_pairs is; no held-out prompt is reused.
+    evaluated = set(pref_posts) | set(heldout)
+    human_posts: list[str] = []
+    while len(human_posts) < p.n_human_pairs:
+        if (x := _post(rng, world, p.post_distinct)) not in evaluated:
+            human_posts.append(x)
+    write_jsonl(out / "human_prefs.jsonl", (pref_pair(x) for x in human_posts))
+    return {
+        "train": len(train),
+        "heldout": len(heldout),
+        "heldout_pairs": len(pref_posts),
+        "human_pairs": len(human_posts),
+        "pretrain": p.n_pretrain,
+    }
 
 
 class Oracle:
