@@ -722,7 +722,8 @@ def test_hybrid_and_prefs_only_tracks_fit_on_the_human_pairs(workspace, tmp_path
         extra = hybrid["pairs_train"] + hybrid["pairs_val"] - pool - 20  # the human pairs' second copies in training
         assert 20 - hybrid["pairs_val"] <= extra <= 20
         prefs = json.loads((train / f"seed_{s}" / "reward_prefs_only_1.json").read_text())
-        assert prefs["pairs_human"] == 20 and prefs["pairs_train"] + prefs["pairs_val"] == 20
+        assert prefs["pairs_human"] == 20 and prefs["human_repeats"] == round(pool / 20)  # a demo-pair fit's steps
+        assert prefs["pairs_train"] == (20 - prefs["pairs_val"]) * prefs["human_repeats"]
         assert "val_accuracy_fresh" not in prefs
         assert json.loads((train / f"seed_{s}" / "reward_prefs_only_2.json").read_text())["carried_forward"] == 1
         models = ws / "models" / f"seed_{s}" / "prefs_only"

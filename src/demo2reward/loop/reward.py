@@ -177,10 +177,15 @@ def reward_iterate(
         return {"carried_forward": 1.0} | ({} if k_stop is None else {"k_stop": float(k_stop)})
     init = reward_init(p.init, k, previous, sft_policy)
     human = human_pairs(human_path, p.human_pairs) if track in HUMAN_TRACKS else []
-    if track == "prefs_only":
-        metrics = fit_reward_model(init, sft_policy, human, p, iterates.reward(iterate), seed, max_length)
-        return metrics | {"pairs_human": len(human)}
     pairs = read_jsonl(pairs_path, required=("prompt", "chosen", "rejected"))
+    if track == "prefs_only":
+        # As many training steps as a fit on this iteration's demonstration pairs would take (each human pair
+        # repeated): N pairs for one epoch would be a few steps, and the comparison is of data, not of steps.
+        repeats = max(1, round(len(pairs) / len(human)))
+        metrics = fit_reward_model(
+            init, sft_policy, human, p, iterates.reward(iterate), seed, max_length, repeats=[repeats] * len(human)
+        )
+        return metrics | {"pairs_human": len(human), "human_repeats": repeats}
     # This iteration's pairs are the pool's last ones (`loop.pairs.pool_pairs`).
     fresh, _ = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
     if fresh and pairs[-len(fresh) :] != fresh:
