@@ -27,7 +27,7 @@ def test_exchange_rate_and_its_seed_bootstrap():
     assert 100 < lo < rate["labels"] < hi < 1000  # seeds move IRL's and prefs-only's means together here
     assert "about 0.265 preference labels" in exchange.headline(rate)
     far = exchange.exchange_rate(IRL, {100: PREFS[100], 1000: {0: 0.3, 1: 0.4, 2: 0.5}}, n_demos=1500)
-    assert far["labels"] == math.inf and "about > 0.667 preference labels" in exchange.headline(far)
+    assert far["labels"] == math.inf and "worth more than 0.667 preference labels" in exchange.headline(far)
     with pytest.raises(exchange.SweepError, match="at least 2"):
         exchange.exchange_rate({0: 0.5}, {100: {0: 0.2}, 1000: {0: 0.9}}, n_demos=10)
 
@@ -65,6 +65,12 @@ def test_the_command_reads_a_sweep_from_mlflow_and_refuses_a_mixed_one(tmp_path,
     assert hybrid_vs_prefs["mean"] == pytest.approx(0.4)
     assert (tmp_path / "out" / "exchange.png").stat().st_size > 10_000
     assert "One demonstration is worth" in (tmp_path / "out" / "exchange.md").read_text()
+
+    far = {0: 0.3, 1: 0.4, 2: 0.5}
+    _log_run(client, exp_id, "n1000-far", 1000, {"hybrid": far, "prefs_only": far})
+    exchange.main(["--out", str(tmp_path / "far")])
+    rate = json.loads((tmp_path / "far" / "exchange.json").read_text())["exchange"]
+    assert rate["labels"] == "> 1000" and rate["labels_per_demo"] == "> 0.667" and rate["resamples_above_range"] > 0.5
 
     _log_run(client, exp_id, "n300-other-lr", 300, {"prefs_only": PREFS[100]}, lr="0.01")
     with pytest.raises(SystemExit, match=r"n300-other-lr \(N = 300\) differs from the default run default in reward.lea"):

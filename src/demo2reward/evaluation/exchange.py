@@ -126,22 +126,32 @@ def exchange_rate(
 
 
 def _bound(v: float, ns: Sequence[int], scale: float = 1.0) -> str:
-    if v == math.inf:
-        return f"> {ns[-1] / scale:.3g}"
-    if v == -math.inf:
-        return f"< {ns[0] / scale:.3g}"
-    return f"{v / scale:.3g}"
+    """N* (or N* per demonstration with `scale` = the number of demonstrations), or the swept range's bound."""
+    shown = v if math.isfinite(v) else ns[-1] if v > 0 else ns[0]
+    number = f"{shown:.0f}" if scale == 1 else f"{shown / scale:.3g}"
+    return number if math.isfinite(v) else f"{'>' if v > 0 else '<'} {number}"
 
 
 def headline(rate: dict) -> str:
-    """The sentence: one demonstration is worth about X preference labels, with its CI."""
+    """The sentence: one demonstration is worth about X preference labels, with its CI, or the bound the sweep
+    allows when prefs-only never (or always) matches IRL within the swept N."""
     ns, n = rate["swept"], rate["n_demos"]
     lo, hi = rate["labels_ci"]
-    x = _bound(rate["labels"], ns, n)
+    ci = f"95% CI [{_bound(lo, ns, n)}, {_bound(hi, ns, n)}], bootstrap over {len(rate['seeds'])} seeds"
+    if rate["labels"] == math.inf:
+        return (
+            f"One demonstration is worth more than {ns[-1] / n:.3g} preference labels on this task: with up to "
+            f"{ns[-1]} labels, prefs-only never recovers as much of the oracle's gain as IRL does from {n} "
+            f"demonstrations ({ci}; {rate['resamples_above_range']:.0%} of the resamples above the range)."
+        )
+    if rate["labels"] == -math.inf:
+        return (
+            f"One demonstration is worth fewer than {ns[0] / n:.3g} preference labels on this task: {ns[0]} labels "
+            f"already recover as much as IRL does from {n} demonstrations ({ci})."
+        )
     return (
-        f"One demonstration is worth about {x} preference labels on this task "
-        f"(95% CI [{_bound(lo, ns, n)}, {_bound(hi, ns, n)}], bootstrap over {len(rate['seeds'])} seeds): "
-        f"prefs-only reaches IRL's recovery with {_bound(rate['labels'], ns)} labels, IRL uses {n} demonstrations."
+        f"One demonstration is worth about {rate['labels'] / n:.3g} preference labels on this task ({ci}): "
+        f"prefs-only reaches IRL's recovery with {rate['labels']:.0f} labels, IRL uses {n} demonstrations."
     )
 
 
@@ -191,7 +201,9 @@ def plot(result: dict, path: Path) -> None:
     labels = result["exchange"]["labels"]
     if math.isfinite(labels):
         ax.axvline(labels, color="grey", linestyle="--", label=f"N* ≈ {labels:.0f} labels")
+    ax.axhline(0, color="black", linewidth=0.8, linestyle=":", label="SFT (0); the oracle is 1")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.set_xlabel("human preference pairs N (reward.human_pairs)")
     ax.set_ylabel("reward-recovery ratio at K (seed mean, 95% t-CI)")
@@ -200,9 +212,26 @@ def plot(result: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _json_rate(rate: dict) -> dict:
+    """The rate with an out-of-range N* (±inf, which JSON lacks) written as the bound, e.g. "> 1000"."""
+    ns, n = rate["swept"], rate["n_demos"]
+
+    def show(v: float, scale: float = 1.0) -> float | str:
+        return v / scale if math.isfinite(v) else _bound(v, ns, scale)
+
+    return {
+        **rate,
+        "labels": show(rate["labels"]),
+        "labels_ci": [show(v) for v in rate["labels_ci"]],
+        "labels_per_demo": show(rate["labels"], n),
+        "labels_per_demo_ci": [show(v, n) for v in rate["labels_ci"]],
+    }
+
+
 def write(result: dict, names: Mapping[int, str], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "exchange.json", {**result, "runs": {str(n): name for n, name in sorted(names.items())}})
+    runs = {str(n): name for n, name in sorted(names.items())}
+    write_json(out / "exchange.json", {**result, "exchange": _json_rate(result["exchange"]), "runs": runs})
     plot(result, out / "exchange.png")
     rows = ["| N | track | recovery ratio at K | per seed |", "|---|---|---|---|"]
     for track, pts in result["curves"].items():
