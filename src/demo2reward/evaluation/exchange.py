@@ -275,16 +275,14 @@ def main(argv: list[str] | None = None) -> None:
     _, runs = _pipeline_runs(args.experiment, "attributes.status = 'FINISHED'")
     try:
         points, names, shared = sweep_points(runs)
-        result = summarise(points, int(shared.get("task.n_train", 0)) or _missing("task.n_train"))
+        if not int(shared.get("task.n_train", 0)):
+            raise SweepError("the runs carry no task.n_train param")
+        result = summarise(points, int(shared["task.n_train"]))
     except SweepError as err:
         raise SystemExit(f"demo2reward-exchange: {err} (MLflow store {tracking_uri()})") from None
     write(result, names, args.out)
     print(result["headline"])
     print(f"written: {args.out}/exchange.md, exchange.json, exchange.png")
-
-
-def _missing(key: str) -> int:
-    raise SweepError(f"the runs carry no {key} param")
 
 
 if __name__ == "__main__":
