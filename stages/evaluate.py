@@ -1,14 +1,15 @@
 """evaluate@S-T-fromJ (and evaluate_sft, evaluate_baselines): one iterate's policy and its reward on held-out
 prompts and held-out preference pairs."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.params import IRL_TRACKS
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")

@@ -1,12 +1,13 @@
 """leaderboard: the Open LLM Leaderboard v1 tasks through lm-eval for SFT and the final IRL/SPIN iterates."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--models", type=Path, required=True, help="the models/ folder (seed_S/sft, seed_S/<track>/iter_K)")

@@ -1,12 +1,13 @@
 """oracle@S-fromJ: the upper bound, the same RL update against the task's true reward r* (synthetic task only)."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")

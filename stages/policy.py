@@ -1,13 +1,14 @@
 """policy@S-T-fromJ: RL against iterate J+1's reward model, KL-penalised to a reference (every IRL track)."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.params import IRL_TRACKS
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")

@@ -1,12 +1,13 @@
 """prepare: the task's data and the initial model (a tiny Llama and its trained tokenizer, or a base pointer)."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--data", type=Path, required=True, help="task data folder to write")

@@ -1,12 +1,13 @@
 """report: Table 1 over seeds, the paper's claims, the collapse guards, the curves and the headline ratios."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--evals", type=Path, required=True, help="metrics/eval (seed_S/*.json)")

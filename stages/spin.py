@@ -1,12 +1,13 @@
 """spin@S-fromJ: one SPIN round (DPO: demonstration ≻ a sample of iterate J, reference = iterate J)."""
 
+from demo2reward.core.warm import run_warm
+
+run_warm()  # hand this process to the warm server (torch, TRL and MLflow imported) before it imports anything else
+
 import argparse
 from pathlib import Path
 
 from demo2reward.core.stage import stage
-from demo2reward.core.warm import run_warm
-
-run_warm()  # run in the warm server (torch, TRL and MLflow already imported) when there is one
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--seed", type=int, required=True, help="training seed (one of params seeds)")

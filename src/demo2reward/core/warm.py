@@ -159,6 +159,7 @@ def serve(path: Path) -> None:
         server.bind(str(path))
     finally:
         os.umask(old_mask)
+    ours = path.stat().st_ino
     server.listen(16)
     server.settimeout(IDLE_S)
     try:
@@ -168,15 +169,21 @@ def serve(path: Path) -> None:
             except TimeoutError:
                 return
             msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
-            if os.fork() == 0:
-                server.close()
-                _child(conn, json.loads(msg), fds)
+            if msg and os.fork() == 0:  # an empty message: a starting server probing whether this one is up
+                try:
+                    server.close()
+                    _child(conn, json.loads(msg), fds)
+                finally:
+                    # A child never returns into this loop: the `finally` below would remove the socket, and every
+                    # later stage would start a server of its own (6 s each, and the old one lingers).
+                    os._exit(1)
             conn.close()
             for fd in fds:
                 os.close(fd)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if path.stat().st_ino == ours:  # not a newer server's socket at the same path
+                path.unlink()
 
 
 def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
@@ -224,6 +231,9 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
+    # Once the caller has the exit code it exits, and the watchdog then sends SIGTERM: the stage's own handler
+    # (which raises SystemExit) must not run any more, so the signal just ends this process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with contextlib.suppress(OSError):
         _send_msg(conn, {"exit": code})
     os._exit(code)

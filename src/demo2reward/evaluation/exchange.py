@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from demo2reward.core.artifacts import atomic_file, write_json
-from demo2reward.evaluation.report import RECOVERY_SUFFIX, seed_interval
+from demo2reward.evaluation.report import RECOVERY_SUFFIX, seed_interval, seed_summary
 
 SWEPT = ("reward.human_pairs", "irl_tracks", "reward.human_weight")  # what may differ between one sweep's runs
 TRACK_OF_SUFFIX = {suffix: track for track, suffix in RECOVERY_SUFFIX.items()}
@@ -165,9 +165,7 @@ def summarise(points: Mapping[int, Mapping[str, Mapping[int, float]]], n_demos: 
         for track, by_seed in sorted(by_track.items()):
             if n > 0 and track not in ("hybrid", "prefs_only"):
                 continue
-            values = list(by_seed.values())
-            ci = seed_interval(values) if len(values) > 1 else (math.nan, math.nan)
-            curves.setdefault(track, []).append({"N": n, "mean": float(np.mean(values)), "ci": list(ci), "per_seed": by_seed})
+            curves.setdefault(track, []).append({"N": n, **seed_summary(by_seed)})
     differences = []
     for n, by_track in sorted(swept.items()):
         for other, ref in (("prefs_only", by_track.get("prefs_only")), ("irl", irl)):

@@ -106,6 +106,13 @@ def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, floa
     return float(x.mean() - half), float(x.mean() + half)
 
 
+def seed_summary(by_seed: Mapping[int, float]) -> dict:
+    """The seed mean of a per-seed value, its t-interval (NaN with one seed) and the per-seed values."""
+    values = list(by_seed.values())
+    ci = seed_interval(values) if len(values) > 1 else (float("nan"), float("nan"))
+    return {"mean": float(np.mean(values)), "ci": list(ci), "per_seed": dict(by_seed)}
+
+
 def _stem(track: str, k: int) -> str:
     return "sft" if track == "sft" else f"{track}_{k}"
 
@@ -639,11 +646,8 @@ def human_label_rows(agg: Aggregated) -> list[dict]:
     """Per learned track present: the recovery ratio at K per seed, its seed mean and t-interval."""
     rows = []
     for track in LEARNED:
-        by_seed = recovery_by_seed(agg, track)
-        if by_seed:
-            values = list(by_seed.values())
-            ci = seed_interval(values) if len(values) > 1 else (float("nan"), float("nan"))
-            rows.append({"track": track, "mean": float(np.mean(values)), "ci": list(ci), "per_seed": by_seed})
+        if by_seed := recovery_by_seed(agg, track):
+            rows.append({"track": track, **seed_summary(by_seed)})
     return rows
 
 
