@@ -124,6 +124,7 @@ def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 STAGES_TAG = "demo2reward.stages_total"
+STARTED_TAG = "demo2reward.stages_started"  # a count on the pipeline run: listing its child runs grew with each stage
 
 
 class Progress:
@@ -267,9 +268,12 @@ def stage_run(
                 OWNER_TAG: _process_key(os.getpid()),
             },
         )
-        done = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=5000)
+        # The i-th stage of the pipeline run, counted on the parent under the store lock. Searching its child runs
+        # loads every one with its params and metrics: 0.9 s per stage by the end of a 3-seed run.
+        index = int(parent.data.tags.get(STARTED_TAG, 0)) + 1
+        client.set_tag(parent_id, STARTED_TAG, str(index))
     total = parent.data.tags.get(STAGES_TAG)
-    progress = Progress(len(done), int(total) if total else None, parent.info.start_time / 1000)
+    progress = Progress(index, int(total) if total else None, parent.info.start_time / 1000)
     run = StageRun(client, parent_id, child.info.run_id, progress)
     if params:
         _log_params(client, child.info.run_id, params)
