@@ -252,13 +252,14 @@ def lock_rewrite(lock: Path, repeats: int = 3) -> dict:
         with modify_yaml(str(path)) as data:
             data["stages"] = data.get("stages", {})
 
+    text = lock.read_text()
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "dvc.lock"
-        shutil.copy(lock, copy)
+        copy.write_text(text)
         seconds = statistics.median(timed(lambda: rewrite(copy)) for _ in range(repeats))
-        if copy.read_text() != lock.read_text():
+        if copy.read_text() != text:
             sys.exit(f"{lock}: DVC's rewrite of the lock changed it; the timing would not be of a no-change rewrite")
-    lines = lock.read_text().count("\n")
+    lines = text.count("\n")
     return {"lines": lines, "rewrite_s": round(seconds, 3), "ms_per_1000_lines": round(1000 * seconds / lines * 1000, 1)}
 
 
@@ -317,8 +318,8 @@ def bench_pipeline(ws: Path, seeds: list[int] | None = None, fresh: bool = True)
     stages = {r.info.run_name: round(r.data.metrics["stage_seconds"], 2) for r in runs}
     # Where the wall time went besides the stages' own work: their start-up and MLflow set-up (logged by each stage),
     # and DVC's own work, the rest, of which the lock's rewrites are estimated from the final lock.
-    startup, mlflow_setup = (round(sum(r.data.metrics.get(k, 0.0) for r in runs), 1) for k in ("startup_s", "mlflow_setup_s"))
-    dvc = round(wall - sum(stages.values()) - startup - mlflow_setup, 1)
+    startup, mlflow_setup = ({r.info.run_name: r.data.metrics.get(k, 0.0) for r in runs} for k in ("startup_s", "mlflow_setup_s"))
+    dvc = round(wall - sum(stages.values()) - sum(startup.values()) - sum(mlflow_setup.values()), 1)
     lock = lock_rewrite(ws / "dvc.lock")
     return {
         "seeds": load_params(ws / "params.yaml").seeds,
@@ -334,10 +335,10 @@ def bench_pipeline(ws: Path, seeds: list[int] | None = None, fresh: bool = True)
         # stage i paid about i/n of the final rewrite, (n+1)/2 final rewrites in all.
         "dvc_lock_rewrites_s": round(lock["rewrite_s"] * (len(stages) + 1) / 2, 1),
         "dvc_lock_final": lock,
-        "startup_s_sum": startup,
-        "mlflow_setup_s_sum": mlflow_setup,
-        "startup_s": {r.info.run_name: round(r.data.metrics.get("startup_s", 0.0), 2) for r in runs},
-        "mlflow_setup_s": {r.info.run_name: round(r.data.metrics.get("mlflow_setup_s", 0.0), 2) for r in runs},
+        "startup_s_sum": round(sum(startup.values()), 1),
+        "mlflow_setup_s_sum": round(sum(mlflow_setup.values()), 1),
+        "startup_s": {name: round(v, 2) for name, v in sorted(startup.items())},
+        "mlflow_setup_s": {name: round(v, 2) for name, v in sorted(mlflow_setup.items())},
         "dvc_s": dvc,
     }
 
