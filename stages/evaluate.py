@@ -1,4 +1,4 @@
-"""evaluate@S-T-fromJ (and evaluate_sft, evaluate_baselines): one iterate's policy and its reward on held-out
+"""evaluate@S-T-fromJ (and evaluate_sft, evaluate_spin, evaluate_oracle): one iterate's policy and its reward on held-out
 prompts and held-out preference pairs."""
 
 from demo2reward.core.warm import run_warm
@@ -30,6 +30,6 @@ with stage("evaluate", ("evaluate", "vllm"), seed=args.seed) as (params, run):
 
     metrics = evaluate_iterate(
         args.track, args.k, args.iterate, folder(args.previous), args.sft, args.task, params.evaluate, args.seed,
-        args.answers, repo_root(),
+        args.answers, repo_root(), run.runtime,
     )  # fmt: skip
     run.record(metrics, args.out, step=args.k, prefix=f"{args.track}/seed_{args.seed}/")

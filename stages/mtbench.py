@@ -18,6 +18,6 @@ args = ap.parse_args()
 with stage("mtbench", ("mtbench", "vllm")) as (params, run):
     from demo2reward.evaluation.mtbench import mtbench_stage
 
-    for name, scores in mtbench_stage(params, args.models, args.out, args.metrics).items():
+    for name, scores in mtbench_stage(params, args.models, args.out, args.metrics, run.runtime).items():
         run.log_metrics(scores, prefix=f"mtbench/{name}/")
         run.log_pipeline_metrics({"overall": scores["overall"]}, step=params.K, prefix=f"mtbench/{name}/")

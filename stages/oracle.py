@@ -1,4 +1,4 @@
-"""oracle@S-fromJ: the upper bound, the same RL update against the task's true reward r* (synthetic task only)."""
+"""oracle@S-oracle-fromJ: the upper bound, the same RL update against the task's gold reward (task.gold_reward)."""
 
 from demo2reward.core.warm import run_warm
 
@@ -16,12 +16,14 @@ ap.add_argument("--iterate", type=Path, required=True, help="iterate k's folder 
 ap.add_argument("--previous", type=Path, required=True, help="iterate k-1's folder (its policy/)")
 ap.add_argument("--sft", type=Path, required=True, help="the SFT policy")
 ap.add_argument("--demos", type=Path, required=True, help="training prompts")
-ap.add_argument("--task", type=Path, required=True, help="task folder, for r*")
+ap.add_argument("--task", type=Path, required=True, help="task folder (task.json names the gold reward)")
 ap.add_argument("--metrics", type=Path, required=True)
 args = ap.parse_args()
 
 with stage("oracle", ("policy", "distributed", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.loop.oracle import oracle_iterate
 
-    metrics = oracle_iterate(args.iterate, args.previous, args.sft, args.demos, args.task, params.policy, args.seed + args.k)
+    metrics = oracle_iterate(
+        args.iterate, args.previous, args.sft, args.demos, args.task, params.policy, args.seed + args.k, run.runtime
+    )
     run.record(metrics, args.metrics)

@@ -30,7 +30,7 @@ with stage("policy", ("policy", "loop", "distributed", "vllm"), seed=args.seed) 
     fresh_accuracy = read_json(args.reward_metrics).get("val_accuracy_fresh")
     metrics = improve_iterate(
         args.track, args.k, args.iterate, args.previous, args.sft, args.demos, args.rollouts, params.policy,
-        args.seed + args.k, params.loop, fresh_accuracy,
+        args.seed + args.k, params.loop, fresh_accuracy, run.runtime,
     )  # fmt: skip
     run.record(metrics, args.metrics)
     if decisions := {key: metrics[key] for key in ("k_stop", "gate_accepted") if key in metrics}:

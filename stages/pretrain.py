@@ -19,5 +19,5 @@ args = ap.parse_args()
 with stage("pretrain", ("pretrain", "distributed")) as (params, run):
     from demo2reward.loop.sft import pretrain
 
-    metrics = pretrain(args.init, args.corpus, params.pretrain, args.out, params.seed, params.pretrain.max_length)
+    metrics = pretrain(args.init, args.corpus, params.pretrain, args.out, params.seed, params.pretrain.max_length, run.runtime)
     run.record(metrics, args.metrics)

@@ -28,6 +28,6 @@ with stage("reward", ("reward", "distributed"), seed=args.seed) as (params, run)
 
     metrics = reward_iterate(
         args.track, args.iterate, args.k, args.previous, args.sft, args.pairs, args.rollouts, args.human, params.reward,
-        args.seed + args.k, params.reward.max_length,
+        args.seed + args.k, params.reward.max_length, run.runtime,
     )  # fmt: skip
     run.record(metrics, args.metrics, step=args.k, prefix=f"{args.track}/seed_{args.seed}/reward/")

@@ -20,4 +20,4 @@ args = ap.parse_args()
 with stage("rollout", ("rollout", "vllm"), seed=args.seed) as (params, run):
     from demo2reward.loop.rollout import rollout
 
-    run.record(rollout(args.previous, args.demos, params.rollout, args.out, seed=args.seed * 1000 + args.k))
+    run.record(rollout(args.previous, args.demos, params.rollout, args.out, args.seed * 1000 + args.k, run.runtime))

@@ -21,5 +21,5 @@ args = ap.parse_args()
 with stage("sft", ("sft", "distributed"), seed=args.seed) as (params, run):
     from demo2reward.loop.sft import sft
 
-    metrics = sft(args.init, args.demos, params.sft, args.out, args.pool, args.seed, params.sft.max_length)
+    metrics = sft(args.init, args.demos, params.sft, args.out, args.pool, args.seed, params.sft.max_length, run.runtime)
     run.record(metrics, args.metrics)

@@ -23,6 +23,6 @@ with stage("spin", ("spin", "distributed", "vllm"), seed=args.seed) as (params, 
 
     metrics = spin_iterate(
         args.iterate, args.previous, args.demos, params.spin, args.seed * 1000 + args.k, args.seed + args.k,
-        params.spin.max_length,
+        params.spin.max_length, run.runtime,
     )  # fmt: skip
     run.record(metrics, args.metrics)

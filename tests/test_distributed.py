@@ -45,22 +45,26 @@ def test_a_deepspeed_config_without_deepspeed_fails_naming_the_param(tmp_path):
     assert len(lines) == 1 and f"distributed.config_file = {config} needs DeepSpeed" in lines[0], proc.stderr
 
 
-def test_vllm_params_reach_every_online_trainer_as_trls_own_options(monkeypatch):
+def test_vllm_params_reach_every_online_trainer_as_trls_own_options():
     from trl import GRPOConfig, RLOOConfig
     from trl.experimental.online_dpo import OnlineDPOConfig
 
-    from demo2reward.core import backend
+    from demo2reward.core.params import parse_params
+    from demo2reward.core.runtime import Runtime
     from demo2reward.models import generation
 
-    assert generation.trl_vllm_kwargs(RLOOConfig) == {}  # off: TRL's defaults, HF generate
-    monkeypatch.setattr(backend, "vllm", VLLMParams(enabled=True, mode="server", gpu_memory_utilization=0.5))
+    assert generation.trl_vllm_kwargs(RLOOConfig, None) == {}  # off: TRL's defaults, HF generate
+    vllm = VLLMParams(enabled=True, mode="server", gpu_memory_utilization=0.5)
+    params = parse_params({"vllm": vllm.model_dump()})
+    assert Runtime.of(params, ("policy",)).vllm is None  # a stage that does not list the vllm section generates with HF
+    assert Runtime.of(params, ("policy", "vllm")).vllm == vllm
     for config_class in (RLOOConfig, GRPOConfig, OnlineDPOConfig):
-        kwargs = generation.trl_vllm_kwargs(config_class)
+        kwargs = generation.trl_vllm_kwargs(config_class, vllm)
         assert kwargs["use_vllm"] is True and kwargs["vllm_mode"] == "server", config_class.__name__
         assert kwargs["vllm_gpu_memory_utilization"] == 0.5
         config = config_class(output_dir="/tmp/unused", use_cpu=True, report_to="none", **kwargs)
         assert config.use_vllm and config.vllm_mode == "server"
-    assert "vllm_tensor_parallel_size" in generation.trl_vllm_kwargs(RLOOConfig)
+    assert "vllm_tensor_parallel_size" in generation.trl_vllm_kwargs(RLOOConfig, vllm)
 
 
 def test_a_stopped_launch_stops_its_ranks(tmp_path):

@@ -8,10 +8,11 @@ from demo2reward.core.artifacts import read_jsonl
 from demo2reward.core.params import EvaluateParams, LLMJudgeParams, TaskParams
 from demo2reward.evaluation.judge import JudgeError
 from demo2reward.evaluation.metrics import build_judge, evaluate_policy
-from demo2reward.tasks.synthetic import Oracle, build_task
+from demo2reward.tasks.gold import load_gold_reward
 from tests.test_guards import _save_rm
 from tests.test_judge import KEY_ENV, MODEL, SECRET, server  # noqa: F401 - the fixture
 from tests.test_policy import _save
+from tests.test_task import build_task
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def _evaluate(task, policy, judge):
         policy,
         read_jsonl(task / "heldout.jsonl"),
         read_jsonl(task / "heldout_prefs.jsonl"),
-        Oracle.from_task_dir(task),
+        load_gold_reward("synthetic", task),
         EvaluateParams(max_new_tokens=4),
         seed=0,
         judge=judge,
@@ -39,7 +40,7 @@ def _llm_params(server_) -> EvaluateParams:
     )
 
 
-def test_llm_judge_win_rate_sits_beside_the_oracle_and_hides_the_key(server, task, tmp_path, monkeypatch):  # noqa: F811
+def test_llm_judge_win_rate_sits_beside_the_gold_one_and_hides_the_key(server, task, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv(KEY_ENV, SECRET)
     policy = _save(tmp_path / "policy", 0)
     judge = build_judge(_llm_params(server), tmp_path)

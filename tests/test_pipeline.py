@@ -147,9 +147,10 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(workspace):
         "pairs@1-irl_guarded-from1",
         "reward@0-irl-from1",
         "policy@1-irl_guarded-from1",
-        "oracle@0-from1",
-        "spin@1-from1",
-        "evaluate_baselines@1-spin-from1",
+        "oracle@0-oracle-from1",
+        "spin@1-spin-from1",
+        "evaluate_spin@1-spin-from1",
+        "evaluate_oracle@0-oracle-from1",
         "report",
     } <= stages
     steps = [m.step for m in client.get_metric_history(parent.info.run_id, "win_rate_vs_demos")]
@@ -220,7 +221,7 @@ def test_no_library_thread_runs_while_the_environment_is_rewritten(workspace, tm
     assert not log.exists(), log.read_text()[:2000]
 
 
-TRAINING_STAGES = ("pretrain", "sft@0", "reward@0-irl-from0", "policy@0-irl-from0", "spin@0-from0", "oracle@0-from0")
+TRAINING_STAGES = ("pretrain", "sft@0", "reward@0-irl-from0", "policy@0-irl-from0", "spin@0-spin-from0", "oracle@0-oracle-from0")
 
 
 def test_training_stages_run_as_two_processes_and_agree_with_one(workspace, tmp_path):
@@ -292,8 +293,8 @@ def test_adding_an_iteration_reruns_only_that_iteration(workspace):
         for s in SEEDS
         for t in TRACKS[:2]
     ]
-    others = [f"{stage}@{s}-from2" for stage in ("oracle", "spin") for s in SEEDS]
-    others += [f"evaluate_baselines@{s}-{t}-from2" for s in SEEDS for t in ("spin", "oracle")]
+    others = [f"{stage}@{s}-{stage}-from2" for stage in ("oracle", "spin") for s in SEEDS]
+    others += [f"evaluate_{t}@{s}-{t}-from2" for s in SEEDS for t in ("spin", "oracle")]
     assert {name.split(":")[-1] for name in changed} == {*irl, *others, "check_params", "mtbench", "leaderboard", "report"}
     params["iterations"].pop()
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -345,8 +346,8 @@ def _would_run(ws, env, params_change=None, file_change=None) -> set[str]:
 def test_a_spin_ablation_reruns_only_spin(workspace):
     ws, env, _ = workspace
     rerun = _would_run(ws, env, params_change=lambda p: p["spin"].update(beta=0.5))
-    spin = {f"spin@{s}-from{j}" for s in SEEDS for j in range(K)}
-    spin |= {f"evaluate_baselines@{s}-spin-from{j}" for s in SEEDS for j in range(K)}
+    spin = {f"spin@{s}-spin-from{j}" for s in SEEDS for j in range(K)}
+    spin |= {f"evaluate_spin@{s}-spin-from{j}" for s in SEEDS for j in range(K)}
     # check_params validates every edit; the benchmarks read the whole models/ folder (and are off by default).
     assert rerun == spin | {"check_params", "mtbench", "leaderboard", "report"}
 
@@ -355,7 +356,7 @@ def test_an_irl_only_knob_reruns_no_baseline(workspace):
     ws, env, _ = workspace
     rerun = _would_run(ws, env, params_change=lambda p: p["reward"].update(learning_rate=0.002))
     assert {f"reward@{s}-{t}-from0" for s in SEEDS for t in TRACKS[:2]} <= rerun
-    assert not {name for name in rerun if name.startswith(("spin@", "oracle@", "evaluate_baselines@", "sft@"))}
+    assert not {name for name in rerun if name.startswith(("spin@", "oracle@", "evaluate_spin@", "evaluate_oracle@", "sft@"))}
     assert not {name for name in rerun if name.startswith(("rollout@", "pairs@")) and name.endswith("-from0")}
 
 
@@ -363,7 +364,11 @@ def test_editing_the_rl_update_marks_every_policy_stage_and_nothing_upstream(wor
     ws, env, _ = workspace
     path = "src/demo2reward/loop/rl.py"
     text = (ws / path).read_text()
-    edited = text.replace("    tokenizer = load_tokenizer(start)\n", "    tokenizer = load_tokenizer(start)  # edited\n", 1)
+    edited = text.replace(
+        "    model = load_policy(start, runtime.trust_remote_code)\n",
+        "    model = load_policy(start, runtime.trust_remote_code)  # edited\n",
+        1,
+    )
     assert edited != text
     (ws / path).write_text(edited)
     try:
@@ -371,7 +376,7 @@ def test_editing_the_rl_update_marks_every_policy_stage_and_nothing_upstream(wor
     finally:
         (ws / path).write_text(text)
     policy = {f"policy@{s}-{t}-from{j}" for s in SEEDS for t in TRACKS[:2] for j in range(K)}
-    oracle = {f"oracle@{s}-from{j}" for s in SEEDS for j in range(K)}  # the same RL update, on r*
+    oracle = {f"oracle@{s}-oracle-from{j}" for s in SEEDS for j in range(K)}  # the same RL update, on r*
     assert changed == policy | oracle
 
 
@@ -513,7 +518,7 @@ def test_killed_stages_leave_nothing_and_a_rerun_is_byte_identical(workspace):
         assert not list(ws.glob("models/**/.tmp-*")) and not list(ws.glob("models/**/*-policy-*"))
     _run(["dvc", "repro"], ws, env)  # resume: the killed stage reruns, and a later stage cleans up after SIGKILL
     assert not list((ws / ".tmp").iterdir())
-    for name in ("prepare", "pretrain", "sft@0", "rollout@0-irl-from0", "reward@0-irl-from0", "spin@0-from0"):
+    for name in ("prepare", "pretrain", "sft@0", "rollout@0-irl-from0", "reward@0-irl-from0", "spin@0-spin-from0"):
         _run(["dvc", "repro", "-f", "-s", name], ws, env)
     _run(["dvc", "repro"], ws, env)
     assert (ws / "dvc.lock").read_text() == lock

@@ -8,14 +8,16 @@ import torch
 from datasets import Dataset
 
 from demo2reward.core.params import ModelParams, PolicyParams
-from demo2reward.loop.oracle import oracle_reward_func
+from demo2reward.loop.oracle import gold_reward_func
 from demo2reward.loop.rl import _trainer, update_policy
 from demo2reward.models.modeling import build_causal_lm, load_policy, load_tokenizer, train_tokenizer
 from demo2reward.models.training import trainer_kwargs
-from demo2reward.tasks.synthetic import FILLERS, WORDS, Oracle, World
+from demo2reward.tasks.gold import GoldReward
+from demo2reward.tasks.synthetic import FILLERS, WORDS, World
 
 TINY = ModelParams(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 WORLD = World(WORDS[:8], tuple(np.linspace(0.2, 1.0, 8)), summary_size=2)
+R_STAR = GoldReward("synthetic", lambda xs, ys: [WORLD.true_reward(x, y) for x, y in zip(xs, ys, strict=True)])
 
 
 def _save(path, seed):
@@ -39,9 +41,7 @@ MICRO = {"steps": 1, "batch_size": 8, "num_generations": 4, "max_new_tokens": 4}
 def test_every_optimizer_updates_the_policy(models, tmp_path, optimizer):
     sft, previous = models
     p = PolicyParams(optimizer=optimizer, **MICRO)
-    metrics = update_policy(
-        previous, sft, PROMPTS, p, tmp_path / "out", seed=0, reward_func=oracle_reward_func(Oracle(WORLD), 1.0)
-    )
+    metrics = update_policy(previous, sft, PROMPTS, p, tmp_path / "out", seed=0, reward_func=gold_reward_func(R_STAR, 1.0))
     assert metrics["train_runtime_s"] > 0
     before, after = load_policy(previous), load_policy(tmp_path / "out")
     changed = any(not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True))
@@ -58,7 +58,7 @@ def test_kl_reference_is_the_requested_model(models, tmp_path, optimizer, refere
         PolicyParams(optimizer=optimizer, **MICRO),
         load_policy(previous),
         ref_path,
-        [oracle_reward_func(Oracle(WORLD), 1.0)],
+        [gold_reward_func(R_STAR, 1.0)],
         load_tokenizer(previous),
         Dataset.from_list([{"prompt": x} for x in PROMPTS]),
         trainer_kwargs(str(tmp_path), 0),

@@ -22,7 +22,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaFo
 
 from demo2reward.core.artifacts import read_jsonl
 from demo2reward.core.params import ParamsError, parse_params
-from demo2reward.tasks.real import TLDRConfig, UltraChatConfig, tldr_prompt
+from demo2reward.tasks.tldr import tldr_prompt
 from tests.conftest import ROOT, deep_merge, merged_params
 from tests.test_real_tasks import (
     cnndm_comparison,
@@ -104,8 +104,8 @@ def real_params(task: str, sources: dict[str, str], base: Path, judge: Path) -> 
         "policy": {"max_new_tokens": 8},
         "spin": {"max_new_tokens": 8, "max_length": 128},
     }
-    # One seed, the plain IRL track and one iteration are enough here.
-    overrides |= {"seeds": [0], "irl_tracks": ["irl"], "iterations": [{"k": 1, "prev": "../sft"}]}
+    # One seed, the plain IRL track and one iteration are enough here; no gold reward, so no oracle.
+    overrides |= {"seeds": [0], "irl_tracks": ["irl"], "oracle_tracks": [], "iterations": [{"k": 1, "prev": "../sft"}]}
     return deep_merge(params, overrides)
 
 
@@ -162,8 +162,9 @@ def _check_real_run(ws: Path) -> dict[str, dict]:
         assert isinstance(m["kl_to_sft"], float) and m["response_length_mean"] >= 0
         assert not {"true_reward_mean", "win_rate_vs_demos", "reward_accuracy_policy_pairs"} & set(m), m  # no r*
     assert "proxy_reward_mean" in evals["irl_1"]
-    assert evals["oracle_1"]["skipped"] == 1.0 and "win_rate_vs_demos_rm" not in evals["oracle_1"]
-    assert (_one(ws, "models/**/oracle/iter_1/**/SKIPPED")).exists()
+    assert "oracle_1" not in evals and not list(ws.glob("models/**/oracle"))  # oracle_tracks: [] has no stage
+    info = json.loads((ws / "data/task/task.json").read_text())
+    assert info["gold_reward"] is None and "no gold reward" in info["absent"]["gold_reward"]
     answers = read_jsonl(_one(ws, "data/answers/**/irl_1.jsonl"))
     assert answers and all(set(a) >= {"prompt", "demonstration", "greedy", "win_vs_demo_rm"} for a in answers)
     return evals
@@ -190,10 +191,16 @@ def test_plain_chat_template_renders_the_upstream_tldr_format(tmp_path):
 
 
 def test_real_task_params_are_checked_before_compute():
-    base = {"model": {"name_or_path": "EleutherAI/pythia-1b-deduped"}, "evaluate": {"judge": "llm"}}
+    base = {"model": {"name_or_path": "EleutherAI/pythia-1b-deduped"}, "evaluate": {"judge": "llm"}, "oracle_tracks": []}
     cases = [
         ({"task": {"name": "tldr"}, "evaluate": {"judge": "llm"}}, "model.name_or_path: the tldr task needs a base model"),
-        ({"task": {"name": "ultrachat"}, **{k: v for k, v in base.items() if k != "evaluate"}}, "evaluate.judge: the ultrachat"),
+        (
+            {"task": {"name": "ultrachat"}, **{k: v for k, v in base.items() if k != "oracle_tracks"}},
+            "oracle_tracks: the oracle trains on the task's gold reward, and the ultrachat task has none",
+        ),
+        ({"task": {"name": "tldr", "gold_reward": "synthetic"}, **base}, "task.gold_reward: synthetic is the embedded"),
+        ({"task": {"name": "demos"}, **base}, "task.demos.path: name your demonstrations"),
+        ({"task": {"gold_reward": "no_colon"}}, "task.gold_reward: 'no_colon': expected a built-in"),
         ({"task": {"name": "tldr", "tldr": {"n_trian": 3}}, **base}, "task.tldr.n_trian: unknown key"),
         ({"task": {"name": "tldr", "tldr": {"n_train": 0}}, **base}, "task.tldr.n_train"),
         ({"sft": {"batch_size": 32, "gradient_accumulation_steps": 5}}, "multiple of gradient_accumulation_steps"),
@@ -212,17 +219,6 @@ def defaults() -> dict:
     from demo2reward.core.params import Params
 
     return Params().model_dump(mode="json")
-
-
-def test_task_params_mirror_the_loader_configs():
-    import dataclasses
-
-    from demo2reward.core.params import TLDRTaskParams, UltraChatTaskParams
-
-    for section, config in ((TLDRTaskParams, TLDRConfig), (UltraChatTaskParams, UltraChatConfig)):
-        assert set(section.model_fields) == {f.name for f in dataclasses.fields(config)}
-        defaults = section().model_dump()
-        assert config(**defaults) == config(), section  # same defaults as the loader
 
 
 def test_trainer_settings_on_cpu_are_the_defaults():
@@ -282,6 +278,7 @@ def _tldr_prepare_params(tmp_path: Path, sources: dict, model: str) -> dict:
             "task": {"name": "tldr", "tldr": sources},
             "model": {"name_or_path": model},
             "evaluate": {"judge": "reward_model", "judge_reward_model": model},
+            "oracle_tracks": [],
         },
     )
 

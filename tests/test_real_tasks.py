@@ -13,15 +13,31 @@ import pyarrow.parquet as pq
 import pytest
 
 from demo2reward.core.artifacts import read_jsonl
-from demo2reward.core.params import TLDR_PREFS_PREPROCESSED_ID
-from demo2reward.tasks.real import (
-    TaskDataError,
-    TLDRConfig,
-    UltraChatConfig,
-    load_task_rows,
-    tldr_prompt,
-    write_task_files,
-)
+from demo2reward.core.params import TLDR_PREFS_PREPROCESSED_ID, ParamsError, TaskParams, parse_params
+from demo2reward.tasks.prepare import make_task, write_task
+from demo2reward.tasks.sources import TaskDataError
+from demo2reward.tasks.tldr import tldr_prompt
+
+
+def tldr_task(**options) -> TaskParams:
+    return TaskParams(name="tldr", tldr=options)
+
+
+def ultrachat_task(**options) -> TaskParams:
+    return TaskParams(name="ultrachat", ultrachat=options)
+
+
+def task_rows(task: TaskParams) -> dict[str, list[dict]]:
+    """The tables of a task, by name."""
+    rows = make_task(task, 0).rows()
+    return {"train": rows.train, "heldout": rows.heldout, "heldout_prefs": rows.heldout_prefs, "human_prefs": rows.human_prefs}
+
+
+def write_task_files(task: TaskParams, out: Path) -> dict[str, int]:
+    out.mkdir(parents=True)
+    made = make_task(task, 0)
+    return write_task(made, made.rows(), None, out)
+
 
 # --------------------------------------------------------------------------- fixtures in the upstream schemas
 
@@ -162,7 +178,7 @@ def test_tldr_prompt_is_the_upstream_format_exactly():
 
 
 def test_tldr_demos_and_comparisons_keep_the_human_choice(tldr_files):
-    rows = load_task_rows(TLDRConfig(**tldr_files, seed=None))
+    rows = task_rows(tldr_task(**tldr_files, seed=None))
 
     assert len(rows["train"]) == 6 and len(rows["heldout"]) == 4
     first = rows["train"][0]
@@ -187,8 +203,8 @@ def test_tldr_demos_and_comparisons_keep_the_human_choice(tldr_files):
 
 def test_tldr_preprocessed_comparisons_from_parquet(tmp_path, tldr_files):
     prefs = write_parquet(tmp_path / "oai_pre.parquet", [preprocessed_comparison(0, 0), preprocessed_comparison(1, 1)])
-    config = TLDRConfig(**{**tldr_files, "prefs_path": prefs}, prefs_id=TLDR_PREFS_PREPROCESSED_ID, prefs_config=None, seed=None)
-    pairs = load_task_rows(config)["heldout_prefs"]
+    config = tldr_task(**{**tldr_files, "prefs_path": prefs}, prefs_id=TLDR_PREFS_PREPROCESSED_ID, prefs_config=None, seed=None)
+    pairs = task_rows(config)["heldout_prefs"]
     assert [p["chosen"][0]["content"] for p in pairs] == ["first summary 0", "second summary 1"]  # EOS marker removed
     assert [p["rejected"][0]["content"] for p in pairs] == ["second summary 0", "first summary 1"]
     assert pairs[0]["prompt"][0]["content"] == tldr_prompt("AskReddit", "Compared title 0", "Compared post 0")
@@ -198,8 +214,8 @@ def test_tldr_preprocessed_comparisons_from_parquet(tmp_path, tldr_files):
 
 
 def test_ultrachat_first_turn_vs_all_turns(ultrachat_files):
-    first = load_task_rows(UltraChatConfig(**ultrachat_files, turns="first_turn", seed=None))
-    every = load_task_rows(UltraChatConfig(**ultrachat_files, turns="all_turns", seed=None))
+    first = task_rows(ultrachat_task(**ultrachat_files, turns="first_turn", seed=None))
+    every = task_rows(ultrachat_task(**ultrachat_files, turns="all_turns", seed=None))
 
     assert first["train"][0] == {"prompt": [msg("user", "question 0")], "completion": [msg("assistant", "answer 0")]}
     assert every["train"][0] == {
@@ -218,9 +234,9 @@ def test_ultrachat_first_turn_vs_all_turns(ultrachat_files):
 def test_heldout_prompts_that_occur_in_train_are_dropped(tmp_path, ultrachat_files):
     overlap = [ultrafeedback("question 1", 0), ultrafeedback("fresh prompt", 1)]
     prefs = write_jsonl(tmp_path / "prefs.jsonl", overlap)
-    pairs = load_task_rows(UltraChatConfig(**{**ultrachat_files, "prefs_path": prefs}))["heldout_prefs"]
+    pairs = task_rows(ultrachat_task(**{**ultrachat_files, "prefs_path": prefs}))["heldout_prefs"]
     assert [p["prompt"][0]["content"] for p in pairs] == ["fresh prompt"]
-    kept = load_task_rows(UltraChatConfig(**{**ultrachat_files, "prefs_path": prefs}, drop_train_overlap=False))
+    kept = task_rows(ultrachat_task(**{**ultrachat_files, "prefs_path": prefs}, drop_train_overlap=False))
     assert len(kept["heldout_prefs"]) == 2
 
 
@@ -232,8 +248,8 @@ def test_hub_snapshot_folder_and_single_save_to_disk_dataset(tmp_path, ultrachat
     datasets.Dataset.from_list([ultrafeedback("disk", 0)]).save_to_disk(str(single))
 
     cache = str(tmp_path / "cache")
-    from_snapshot = load_task_rows(UltraChatConfig(**{**ultrachat_files, "prefs_path": str(snapshot)}, cache_dir=cache))
-    from_single = load_task_rows(UltraChatConfig(**{**ultrachat_files, "prefs_path": str(single)}))
+    from_snapshot = task_rows(ultrachat_task(**{**ultrachat_files, "prefs_path": str(snapshot)}, cache_dir=cache))
+    from_single = task_rows(ultrachat_task(**{**ultrachat_files, "prefs_path": str(single)}))
     assert sorted(p["prompt"][0]["content"] for p in from_snapshot["heldout_prefs"]) == ["snap 0", "snap 1"]
     assert from_single["heldout_prefs"][0]["prompt"] == [msg("user", "disk")]
 
@@ -242,37 +258,37 @@ def test_hub_snapshot_folder_and_single_save_to_disk_dataset(tmp_path, ultrachat
 
 
 def test_sizes_sample_reproducibly_and_fail_loudly_when_too_few(tldr_files):
-    config = TLDRConfig(**tldr_files, n_train=3, n_heldout=2, n_heldout_pairs=2, seed=1)
-    rows = load_task_rows(config)
+    config = tldr_task(**tldr_files, n_train=3, n_heldout=2, n_heldout_pairs=2, seed=1)
+    rows = task_rows(config)
     assert [len(rows[k]) for k in ("train", "heldout", "heldout_prefs")] == [3, 2, 2]
-    assert load_task_rows(config) == rows  # same seed, same rows
+    assert task_rows(config) == rows  # same seed, same rows
     assert (
-        load_task_rows(TLDRConfig(**tldr_files, n_train=3, seed=None))["train"]
-        == load_task_rows(TLDRConfig(**tldr_files, seed=None))["train"][:3]
+        task_rows(tldr_task(**tldr_files, n_train=3, seed=None))["train"]
+        == task_rows(tldr_task(**tldr_files, seed=None))["train"][:3]
     )  # seed=None takes the first rows in file order
 
     with pytest.raises(TaskDataError, match=r"task\.tldr\.n_heldout_pairs=4 but only 3 of 4 rows pass"):
-        load_task_rows(TLDRConfig(**tldr_files, n_heldout_pairs=4))
+        task_rows(tldr_task(**tldr_files, n_heldout_pairs=4))
 
 
 def test_length_limits_filter_rows_instead_of_truncating(tmp_path, tldr_files):
     demos = [tldr_demo(0, post="short"), tldr_demo(1, post="x" * 500), tldr_demo(2, post="short too")]
     path = write_jsonl(tmp_path / "mixed.jsonl", demos)
-    rows = load_task_rows(TLDRConfig(**{**tldr_files, "demos_path": path}, max_prompt_chars=200, seed=None))
+    rows = task_rows(tldr_task(**{**tldr_files, "demos_path": path}, max_prompt_chars=200, seed=None))
     assert [r["completion"][0]["content"] for r in rows["train"]] == ["summary 0", "summary 2"]
     assert all(len(r["prompt"][0]["content"]) <= 200 for r in rows["train"] + rows["heldout"])
 
-    short = load_task_rows(TLDRConfig(**tldr_files, max_response_chars=len("second summary 0")))
+    short = task_rows(tldr_task(**tldr_files, max_response_chars=len("second summary 0")))
     assert all(len(p["chosen"][0]["content"]) <= 16 and len(p["rejected"][0]["content"]) <= 16 for p in short["heldout_prefs"])
 
 
 def test_config_rejects_bad_values_by_key():
-    with pytest.raises(ValueError, match=r"task\.tldr\.n_train: must be a positive integer"):
-        TLDRConfig(n_train=0)
-    with pytest.raises(ValueError, match=r"task\.ultrachat\.turns"):
-        UltraChatConfig(turns="every")
-    with pytest.raises(ValueError, match=r"task\.tldr: unknown key\(s\) n_trian"):
-        TLDRConfig.from_dict({"n_trian": 3})
+    with pytest.raises(ParamsError, match=r"task\.tldr\.n_train: Input should be greater than or equal to 1"):
+        parse_params({"task": {"tldr": {"n_train": 0}}})
+    with pytest.raises(ParamsError, match=r"task\.ultrachat\.turns"):
+        parse_params({"task": {"ultrachat": {"turns": "every"}}})
+    with pytest.raises(ParamsError, match=r"task\.tldr\.n_trian: unknown key"):
+        parse_params({"task": {"tldr": {"n_trian": 3}}})
 
 
 # ------------------------------------------------------------------------------------------------------- errors
@@ -288,7 +304,7 @@ def test_unreachable_hub_fails_fast_with_one_clear_error(tmp_path):
     flags = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
     start = time.monotonic()
     with pytest.raises(TaskDataError) as err:
-        load_task_rows(UltraChatConfig(offline=True, cache_dir=str(tmp_path / "cache")))
+        task_rows(ultrachat_task(offline=True, cache_dir=str(tmp_path / "cache")))
     assert time.monotonic() - start < 5
     assert "cannot reach HuggingFaceH4/ultrachat_200k on the hub" in str(err.value)
     assert "set task.ultrachat.demos_path to a local jsonl/parquet/save_to_disk copy" in str(err.value)
@@ -296,21 +312,30 @@ def test_unreachable_hub_fails_fast_with_one_clear_error(tmp_path):
     assert flags == (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)  # restored
 
 
-def test_hf_hub_offline_env_set_after_import_is_honoured(tmp_path, monkeypatch, tldr_files):
+def test_hf_hub_offline_env_set_after_import_is_honoured(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    local_demos = {k: v for k, v in tldr_files.items() if k != "prefs_path"}
     start = time.monotonic()
-    with pytest.raises(TaskDataError, match=r"cannot reach openai/summarize_from_feedback .*set task\.tldr\.prefs_path") as err:
-        load_task_rows(TLDRConfig(**local_demos, cache_dir=str(tmp_path / "cache")))
+    with pytest.raises(TaskDataError, match=r"cannot reach .*tldr_3_filtered .*set task\.tldr\.demos_path") as err:
+        task_rows(tldr_task(cache_dir=str(tmp_path / "cache")))
     assert time.monotonic() - start < 5
     _assert_clean(err)
 
 
-def test_single_file_demos_leave_heldout_to_its_own_key(tmp_path, monkeypatch, tldr_files):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = TLDRConfig(demos_path=tldr_files["demos_path"], prefs_path=tldr_files["prefs_path"], cache_dir=str(tmp_path))
-    with pytest.raises(TaskDataError, match=r"summarize_from_feedback_tldr_3_filtered .*set task\.tldr\.heldout_path"):
-        load_task_rows(config)
+@pytest.mark.parametrize(
+    ("drop", "n", "key"),
+    [("heldout_path", {}, "heldout_path"), ("prefs_path", {}, "prefs_path"), ("prefs_path", {"n_human_pairs": 2}, "prefs_path")],
+)
+def test_local_demos_never_pair_with_the_hubs_other_tables(tldr_files, drop, n, key):
+    """A local copy of the demonstrations with a table left to the hub is refused before anything loads: the user's
+    run would be evaluated on someone else's data without a word. n_heldout_pairs: 0 runs without pairs instead."""
+    local = {k: v for k, v in tldr_files.items() if k != drop}
+    with pytest.raises(ParamsError, match=rf"task\.tldr: .*{key}: demos_path is a local copy, so the .* hub without a word"):
+        parse_params({"task": {"name": "tldr", "tldr": {**local, **n}}})
+    without_pairs = {k: v for k, v in tldr_files.items() if k != "prefs_path"}
+    rows = make_task(tldr_task(**without_pairs, n_heldout_pairs=0), 0).rows()
+    assert rows.heldout_prefs == [] and "n_heldout_pairs: 0" in rows.absent["heldout_prefs"]
+    with pytest.raises(ParamsError, match=r"human_prefs_path: demos_path is a local copy"):
+        parse_params({"task": {"name": "tldr", "tldr": {**tldr_files, "n_human_pairs": 2}}})
 
 
 @pytest.mark.parametrize(
@@ -327,7 +352,7 @@ def test_missing_column_names_the_file_and_the_column(tmp_path, tldr_files, key,
         [{k: v for k, v in r.items() if k != drop} for r in rows],
     )
     with pytest.raises(TaskDataError) as err:
-        load_task_rows(TLDRConfig(**{**tldr_files, key: bad}))
+        task_rows(tldr_task(**{**tldr_files, key: bad}))
     assert bad in str(err.value) and f"missing column(s) {missing}" in str(err.value)
     _assert_clean(err)
 
@@ -336,24 +361,27 @@ def test_missing_column_in_a_save_to_disk_folder(tmp_path, ultrachat_files):
     folder = tmp_path / "no_messages"
     datasets.DatasetDict({"train_sft": datasets.Dataset.from_list([{"prompt": "q", "prompt_id": "1"}])}).save_to_disk(str(folder))
     with pytest.raises(TaskDataError, match=rf"{folder}: missing column\(s\) messages"):
-        load_task_rows(UltraChatConfig(**{**ultrachat_files, "demos_path": str(folder)}))
+        task_rows(ultrachat_task(**{**ultrachat_files, "demos_path": str(folder)}))
 
 
 def test_bad_local_paths_and_values_are_named(tmp_path, tldr_files):
     with pytest.raises(TaskDataError, match=r"nowhere\.jsonl: not found \(set by task\.tldr\.demos_path\)"):
-        load_task_rows(TLDRConfig(**{**tldr_files, "demos_path": str(tmp_path / "nowhere.jsonl")}))
+        task_rows(tldr_task(**{**tldr_files, "demos_path": str(tmp_path / "nowhere.jsonl")}))
     wrong = write_jsonl(tmp_path / "wrong.jsonl", [{**comparison(0, 0), "choice": 2}])
-    with pytest.raises(TaskDataError, match=r"wrong\.jsonl: row 0: .*choice 0 or 1"):
-        load_task_rows(TLDRConfig(**{**tldr_files, "prefs_path": wrong}))
+    with pytest.raises(TaskDataError, match=r"wrong\.jsonl: line 1: .*choice 0 or 1"):
+        task_rows(tldr_task(**{**tldr_files, "prefs_path": wrong}))
 
 
 def test_write_task_files_uses_the_synthetic_task_names(tmp_path, tldr_files):
-    rows = load_task_rows(TLDRConfig(**tldr_files))
-    counts = write_task_files(rows, tmp_path / "task")
-    assert counts == {"train": 6, "heldout": 4, "heldout_pairs": 3, "human_pairs": 0}
+    rows = task_rows(tldr_task(**tldr_files))
+    counts = write_task_files(tldr_task(**tldr_files), tmp_path / "task")
+    assert counts == {"train": 6, "heldout": 4, "heldout_pairs": 3, "human_pairs": 0, "pretrain": 0}
     assert (
         read_jsonl(tmp_path / "task" / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected")) == rows["heldout_prefs"]
     )
+    info = json.loads((tmp_path / "task" / "task.json").read_text())
+    assert info["name"] == "tldr" and info["gold_reward"] is None and info["tables"]["heldout_prefs"] == 3
+    assert "no gold reward" in info["absent"]["gold_reward"]
 
 
 def test_human_pairs_come_from_the_training_split_minus_evaluated_prompts(tmp_path, tldr_files):
@@ -361,20 +389,20 @@ def test_human_pairs_come_from_the_training_split_minus_evaluated_prompts(tmp_pa
     prompt is evaluated; none is loaded unless n_human_pairs asks, and too few fail with the key."""
     train_split = [comparison(10 + i, i % 2) for i in range(4)] + [comparison(0, 1)]  # post 0 is a held-out pair's
     human = write_jsonl(tmp_path / "comparisons_train.jsonl", train_split)
-    assert load_task_rows(TLDRConfig(**tldr_files))["human_prefs"] == []
-    rows = load_task_rows(TLDRConfig(**tldr_files, human_prefs_path=human, n_human_pairs=4, seed=None))
+    assert task_rows(tldr_task(**tldr_files))["human_prefs"] == []
+    rows = task_rows(tldr_task(**tldr_files, human_prefs_path=human, n_human_pairs=4, seed=None))
     posts = [p["prompt"][0]["content"].split("POST: ")[1].split("\n")[0] for p in rows["human_prefs"]]
     assert posts == [f"Compared post {10 + i}" for i in range(4)]
     assert rows["human_prefs"][1]["chosen"] == [msg("assistant", "second summary 11")]
-    counts = write_task_files(rows, tmp_path / "task")
+    counts = write_task_files(tldr_task(**tldr_files, human_prefs_path=human, n_human_pairs=4, seed=None), tmp_path / "task")
     assert counts["human_pairs"] == 4
     with pytest.raises(
         TaskDataError, match=r"task.tldr.n_human_pairs=5 but only 4 of 5 rows pass the filters \(1 prompt evaluated\)"
     ):
-        load_task_rows(TLDRConfig(**tldr_files, human_prefs_path=human, n_human_pairs=5))
+        task_rows(tldr_task(**tldr_files, human_prefs_path=human, n_human_pairs=5))
 
     uf = ultrachat_local_copies(tmp_path / "uc", n_train=5, n_test=3, n_prefs=3)
     train_prefs = write_parquet(tmp_path / "train_prefs.parquet", [ultrafeedback(f"train prompt {i}", i) for i in range(3)])
-    rows = load_task_rows(UltraChatConfig(**uf, human_prefs_path=train_prefs, n_human_pairs=2))
+    rows = task_rows(ultrachat_task(**uf, human_prefs_path=train_prefs, n_human_pairs=2))
     assert {p["prompt"][0]["content"] for p in rows["human_prefs"]} < {f"train prompt {i}" for i in range(3)}
     assert len(rows["human_prefs"]) == 2 and all(p["chosen"][0]["content"].startswith("good") for p in rows["human_prefs"])

@@ -3,7 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from demo2reward.evaluation.report import bootstrap_ci, paired_difference, summarise, write_report
+from demo2reward.evaluation.claims import verdict
+from demo2reward.evaluation.report import write_report
+from demo2reward.evaluation.results import load_answers, load_evaluations, paired_difference, summarise
+from demo2reward.evaluation.statistics import bootstrap_ci, seed_interval
 
 BASE = dict(win_rate_vs_demos=0.2, win_rate_vs_demos_sampled=0.1, true_reward_mean=0.2, true_reward_mean_sampled=0.0)
 
@@ -106,8 +109,6 @@ def test_bootstrap_ci_known_answers():
 
 def test_paired_difference_cancels_prompt_difficulty(evals):
     d, a, _ = evals
-    from demo2reward.evaluation.report import load_answers, load_evaluations
-
     ev = load_evaluations(d, [0, 1], 2)
     answers = load_answers(a, ev)
     # Make prompt difficulty vary a lot but identically for both policies: the paired CI stays tight.
@@ -126,16 +127,14 @@ def test_paired_difference_cancels_prompt_difficulty(evals):
 def test_seed_intervals_are_t_intervals_and_carry_between_seed_variance():
     from scipy import stats
 
-    from demo2reward.evaluation.report import _verdict, seed_interval
-
     values = [0.17, 0.06, 0.23, 0.12, 0.20]
     half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
     assert seed_interval(values) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
     # Three seeds whose prompts are all alike still get the seeds' spread, unlike a seeds-then-prompts bootstrap.
     lo, hi = seed_interval([0.1, 0.2, 0.3])
     assert hi - lo == pytest.approx(2 * stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3))
-    assert _verdict({"mean": 0.5, "ci": [0.4, 0.6], "per_seed": [0.5, 0.5]}).startswith("–")
-    assert _verdict({"mean": 0.5, "ci": [0.4, 0.6], "per_seed": [0.4, 0.5, 0.6]}) == "yes"
+    assert verdict({"mean": 0.5, "ci": [0.4, 0.6], "per_seed": [0.5, 0.5]}).startswith("–")
+    assert verdict({"mean": 0.5, "ci": [0.4, 0.6], "per_seed": [0.4, 0.5, 0.6]}) == "yes"
 
 
 def test_summary_without_oracle_has_no_ratio():
@@ -159,8 +158,6 @@ def test_benchmark_scores_join_table_1_when_enabled(evals, tmp_path):
 
 def test_the_report_reads_only_the_tracks_of_this_run(tmp_path):
     """A stale irl_guarded file from an earlier run must not become a row of a run that did not have that track."""
-    from demo2reward.evaluation.report import load_evaluations
-
     seed_dir = tmp_path / "seed_0"
     seed_dir.mkdir()
     for name in ("sft", "irl_1", "irl_guarded_1", "spin_1"):

@@ -3,7 +3,9 @@ import pytest
 
 from demo2reward.core.artifacts import read_jsonl
 from demo2reward.core.params import TaskParams
-from demo2reward.tasks.synthetic import Oracle, World, build_task, expert_response
+from demo2reward.tasks.gold import GoldReward, load_gold_reward, win_rate
+from demo2reward.tasks.prepare import SyntheticTask, write_task
+from demo2reward.tasks.synthetic import World, expert_response
 
 WORLD = World(words=("cat", "dog", "sun", "tree", "car"), weights=(1.0, 0.5, 0.8, 0.2, 0.3), summary_size=2)
 POST = "cat dog dog dog sun tree"  # salience: dog 1.5, cat 1.0, sun 0.8, tree 0.2
@@ -31,27 +33,37 @@ def test_expert_is_good_but_noisy():
     assert np.mean(sharp) > 0.9 > np.mean(noisy)
 
 
-def test_oracle_win_rate_counts_ties_half():
-    oracle = Oracle(WORLD)
+def _r_star(world: World) -> GoldReward:
+    return GoldReward("synthetic", lambda xs, ys: [world.true_reward(x, y) for x, y in zip(xs, ys, strict=True)])
+
+
+def test_gold_win_rate_counts_ties_half():
+    gold = _r_star(WORLD)
     posts = [POST] * 4
     ours = ["dog cat", "dog", "dog cat", "um"]
     refs = ["dog", "dog cat", "cat dog", "um"]
-    assert oracle.win_rate(posts, ours, refs) == pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+    assert win_rate(gold(posts, ours), gold(posts, refs)) == pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+
+
+def build_task(p: TaskParams, seed: int, out) -> dict[str, int]:
+    out.mkdir(parents=True)
+    task = SyntheticTask(p, seed)
+    return write_task(task, task.rows(), "synthetic", out)
 
 
 def test_build_task_is_deterministic_and_in_hf_schemas(tmp_path):
     p = TaskParams(n_train=20, n_heldout=5, n_heldout_pairs=30, n_pretrain=10)
     build_task(p, 3, tmp_path / "a")
     build_task(p, 3, tmp_path / "b")
-    for name in ("train.jsonl", "heldout.jsonl", "heldout_prefs.jsonl", "pretrain.jsonl", "world.json"):
+    for name in ("train.jsonl", "heldout.jsonl", "heldout_prefs.jsonl", "pretrain.jsonl", "world.json", "task.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     demo = read_jsonl(tmp_path / "a" / "train.jsonl", required=("prompt", "completion"))[0]
     assert demo["prompt"][0]["role"] == "user" and demo["completion"][0]["role"] == "assistant"
     prefs = read_jsonl(tmp_path / "a" / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected"))
-    oracle = Oracle.from_task_dir(tmp_path / "a")
+    gold = load_gold_reward("synthetic", tmp_path / "a")
     posts = [r["prompt"][0]["content"] for r in prefs]
-    chosen = oracle.reward(posts, [r["chosen"][0]["content"] for r in prefs])
-    rejected = oracle.reward(posts, [r["rejected"][0]["content"] for r in prefs])
+    chosen = gold(posts, [r["chosen"][0]["content"] for r in prefs])
+    rejected = gold(posts, [r["rejected"][0]["content"] for r in prefs])
     assert np.mean(chosen > rejected) > 0.7  # a noisy but mostly right labeller
 
 
@@ -71,7 +83,7 @@ def test_human_pairs_are_fresh_prompts_by_the_same_labeller_and_change_no_other_
     }
     posts = [r["prompt"][0]["content"] for r in human]
     assert not evaluated & set(posts)
-    oracle = Oracle.from_task_dir(tmp_path / "some")
-    chosen = oracle.reward(posts, [r["chosen"][0]["content"] for r in human])
-    rejected = oracle.reward(posts, [r["rejected"][0]["content"] for r in human])
+    gold = load_gold_reward("synthetic", tmp_path / "some")
+    chosen = gold(posts, [r["chosen"][0]["content"] for r in human])
+    rejected = gold(posts, [r["rejected"][0]["content"] for r in human])
     assert 0.7 < np.mean(chosen > rejected) < 1  # the same noisy labeller: mostly right, not always

@@ -1,4 +1,5 @@
 from demo2reward import tracking
+from demo2reward.evaluation import compare
 
 
 def test_tracking_uri_is_absolute_at_the_repo_root(monkeypatch, tmp_path):
@@ -52,11 +53,11 @@ def test_compare_lists_every_track_from_mlflow(monkeypatch, capsys):
             run.log_pipeline_metrics({"reward_accuracy": acc - 0.1, "win_rate_vs_demos": 0.0}, step=0)
             run.log_pipeline_metrics({"reward_accuracy": acc, "win_rate_vs_demos": win}, step=1)
             run.log_pipeline_metrics({"reward_accuracy": 0.55, "win_rate_vs_demos": 0.2}, step=1, prefix="spin/")
-    rows = {(r["run"], r["track"]): r for r in tracking.compare_runs("cmp")}
+    rows = {(r["run"], r["track"]): r for r in compare.compare_runs("cmp")}
     assert rows["exp-a", "irl"]["reward_accuracy"] == 0.8 and rows["exp-b", "irl"]["win_rate_vs_demos"] == 0.1  # final
     assert rows["exp-a", "spin"]["reward_accuracy"] == 0.55
-    monkeypatch.setattr(tracking, "compare_experiments", lambda root: [])
-    tracking.main(["--experiment", "cmp"])
+    monkeypatch.setattr(compare, "compare_experiments", lambda root: [])
+    compare.main(["--experiment", "cmp"])
     out = capsys.readouterr().out
     assert "exp-a" in out and "0.800" in out and "spin" in out and "win_rate_vs_demos" in out
 
@@ -76,7 +77,7 @@ def test_compare_reads_dvc_experiments(monkeypatch):
          "experiments": [{"revs": [{"rev": "def456", "name": "beta-0.3", "data": summary(0.7)}]}]},
     ]  # fmt: skip
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, json.dumps(shown), ""))
-    rows = {(r["run"], r["track"]): r for r in tracking.compare_experiments(".")}
+    rows = {(r["run"], r["track"]): r for r in compare.compare_experiments(".")}
     assert rows["beta-0.3", "irl"]["reward_accuracy"] == 0.7 and rows["beta-0.3", "irl"]["recovery"] == 0.5
     assert rows["workspace", "spin"]["reward_accuracy"] == 0.4 and ("main", "irl") in rows
 

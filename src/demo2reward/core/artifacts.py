@@ -197,17 +197,11 @@ def _schema_error(column: str, value) -> str | None:
     return None
 
 
-def read_jsonl(path: str | Path, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
-    """Read a JSON-lines file; a bad line raises with the file, the line number and what is wrong.
-
-    Required columns must be present and not null, and the conversational ones (prompt, completion, chosen,
-    rejected) strings or lists of {role, content} messages. An empty file fails unless `allow_empty`.
-    """
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSON-lines file; a bad line raises naming the file and line."""
     path = Path(path)
-    required = tuple(required)
     if not path.exists():
         raise DataFileError(f"{path}: not found")
-    rows = []
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
@@ -222,13 +216,25 @@ def read_jsonl(path: str | Path, required: Iterable[str] = (), allow_empty: bool
                 raise DataFileError(f"{path}:{lineno}: not valid JSON: {err.msg}") from None
             if not isinstance(row, dict):
                 raise DataFileError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            missing = [c for c in required if c not in row]
-            if missing:
-                raise DataFileError(f"{path}:{lineno}: missing column(s) {', '.join(missing)}")
-            for column in required:
-                if problem := _schema_error(column, row[column]):
-                    raise DataFileError(f"{path}:{lineno}: {problem}")
-            rows.append(row)
+            yield lineno, row
+
+
+def read_jsonl(path: str | Path, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
+    """Read a JSON-lines file; a bad line raises with the file, the line number and what is wrong.
+
+    Required columns must be present and not null, and the conversational ones (prompt, completion, chosen,
+    rejected) strings or lists of {role, content} messages. An empty file fails unless `allow_empty`.
+    """
+    required = tuple(required)
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise DataFileError(f"{path}:{lineno}: missing column(s) {', '.join(missing)}")
+        for column in required:
+            if problem := _schema_error(column, row[column]):
+                raise DataFileError(f"{path}:{lineno}: {problem}")
+        rows.append(row)
     if not rows and not allow_empty:
         raise DataFileError(f"{path}: empty: no rows")
     return rows

@@ -17,7 +17,6 @@ import os
 import shutil
 from pathlib import Path
 
-SKIPPED = "SKIPPED"  # a track's model folder holding only this file: the track does not apply to the task
 STOPPED = "STOPPED.json"  # in a policy folder: the loop stopped (adaptive K); this is policy K_stop, carried forward
 
 
@@ -71,16 +70,3 @@ def carry_forward(source: Path, out: Path, k_stop: int | None = None) -> None:
                 shutil.copy2(f, tmp / f.name)
         if k_stop is not None:
             (tmp / STOPPED).write_text(json.dumps({"k_stop": k_stop}) + "\n")
-
-
-def skip_track(out: str | Path, reason: str) -> dict[str, float]:
-    """Write `out` as a skipped track (DVC's static graph still expects the folder) and return its metrics."""
-    from demo2reward.core.artifacts import atomic_dir
-
-    with atomic_dir(out, manifest=True) as tmp:
-        (tmp / SKIPPED).write_text(reason + "\n")
-    return {"skipped": 1.0}
-
-
-def is_skipped(path: str | Path) -> bool:
-    return (Path(path) / SKIPPED).exists()

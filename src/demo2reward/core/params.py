@@ -32,14 +32,18 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RealTaskParams(Section):
-    """Options shared by the real tasks; the loader is `tasks.real.load_task_rows` (same field names)."""
+class DataTaskParams(Section):
+    """Options shared by the tasks read from data sets (tldr, ultrachat, demos); their loaders live in `tasks/`."""
 
     n_train: int | None = Field(
         None, ge=1, description="Demonstrations (the paper: about 10k); null = all that pass the filters."
     )
     n_heldout: int | None = Field(None, ge=1, description="Held-out prompts with a demonstration; null = all.")
-    n_heldout_pairs: int | None = Field(None, ge=1, description="Held-out human preference pairs; null = all.")
+    n_heldout_pairs: int | None = Field(
+        None,
+        ge=0,
+        description="Held-out human preference pairs; null = all; 0 = none (reward accuracy is then absent, the rest runs).",
+    )
     max_prompt_chars: int | None = Field(
         None, ge=1, description="Drop (never truncate) rows whose prompt is longer, in characters; null = no limit."
     )
@@ -49,9 +53,25 @@ class RealTaskParams(Section):
     seed: int | None = Field(
         0, ge=0, description="Rows are sampled in this seeded order (same data for every training seed); null = file order."
     )
-    drop_train_overlap: bool = Field(True, description="Drop held-out rows whose prompt is also a training prompt.")
+    drop_train_overlap: bool = Field(
+        True, description="Drop (and count) held-out rows and pairs whose prompt is also a training prompt."
+    )
     offline: bool = Field(False, description="Never contact the hub for data sets (HF_HUB_OFFLINE=1 does the same).")
     cache_dir: str | None = Field(None, description="datasets cache for hub downloads; null = the HF default.")
+    n_human_pairs: int = Field(
+        0,
+        ge=0,
+        description="Training preference pairs for reward.human_pairs (hybrid, prefs_only); 0 = none loaded.",
+    )
+
+
+class UpstreamTaskParams(DataTaskParams):
+    """tldr and ultrachat: the paper's hub data sets in their upstream schemas, or local copies of them.
+
+    Either every table comes from the hub (every *_path null) or each one the run uses is named: a local demos_path
+    never silently pairs with the hub's held-out rows or preference pairs.
+    """
+
     demos_path: str | None = Field(
         None,
         description="Local copy of the demonstrations in the upstream schema (.jsonl/.json/.parquet, a save_to_disk or "
@@ -65,18 +85,28 @@ class RealTaskParams(Section):
     prefs_path: str | None = Field(
         None, description="Local copy of the held-out preference pairs in the upstream schema; null = prefs_id."
     )
-    n_human_pairs: int = Field(
-        0,
-        ge=0,
-        description="Training preference pairs for reward.human_pairs (hybrid, prefs_only), from prefs_id's "
-        "human_prefs_split; 0 = none loaded.",
-    )
     human_prefs_path: str | None = Field(
         None, description="Local copy of the training preference pairs (human_prefs_split); null = prefs_id."
     )
 
+    @model_validator(mode="after")
+    def _no_silent_hub_tables(self):
+        if self.demos_path is None:
+            return self
+        multi_split = Path(self.demos_path).is_dir() and not (Path(self.demos_path) / "state.json").exists()
+        needed = [("heldout_path", not multi_split, "held-out demonstrations")]
+        needed += [("prefs_path", self.n_heldout_pairs != 0, "held-out preference pairs (or n_heldout_pairs: 0 for none)")]
+        needed += [("human_prefs_path", self.n_human_pairs > 0, "training preference pairs (or n_human_pairs: 0)")]
+        for key, used, what in needed:
+            if used and getattr(self, key) is None:
+                raise ValueError(
+                    f"{key}: demos_path is a local copy, so the {what} would come from the hub without a word; "
+                    f"name {key} (a local copy in the upstream schema)"
+                )
+        return self
 
-class TLDRTaskParams(RealTaskParams):
+
+class TLDRTaskParams(UpstreamTaskParams):
     demos_id: str = Field(
         TLDR_DEMOS_ID, min_length=1, description="Hub id of the TL;DR demonstrations (posts and reference summaries)."
     )
@@ -94,7 +124,7 @@ class TLDRTaskParams(RealTaskParams):
     )
 
 
-class UltraChatTaskParams(RealTaskParams):
+class UltraChatTaskParams(UpstreamTaskParams):
     demos_id: str = Field(ULTRACHAT_ID, min_length=1, description="Hub id of the UltraChat dialogues.")
     train_split: str = Field("train_sft", min_length=1, description="Split of the demonstrations used for training.")
     heldout_split: str = Field("test_sft", min_length=1, description="Split of the held-out demonstrations.")
@@ -110,16 +140,92 @@ class UltraChatTaskParams(RealTaskParams):
     )
 
 
+class ColumnParams(Section):
+    """Which column of your data holds what (TRL's names by default)."""
+
+    prompt: str = Field("prompt", min_length=1, description="The prompt: a string, or a list of messages.")
+    completion: str = Field(
+        "completion", min_length=1, description="The demonstration: a string, or a list ending with the assistant message."
+    )
+    messages: str = Field(
+        "messages", min_length=1, description="A whole dialogue (list of messages): its last assistant turn is the completion."
+    )
+    chosen: str = Field("chosen", min_length=1, description="Preference pairs: the preferred answer (or dialogue).")
+    rejected: str = Field("rejected", min_length=1, description="Preference pairs: the other answer (or dialogue).")
+
+
+class DemosTaskParams(DataTaskParams):
+    """Your own demonstrations, in any of TRL's formats; held-out rows and pairs come only from what you name here."""
+
+    path: str | None = Field(
+        None,
+        description="The demonstrations: a local file (.jsonl, .json, .parquet, .csv), a save_to_disk or snapshot folder, "
+        "or a hub id. Relative paths are read from the repository root; files under data/raw/ are deps of `prepare`.",
+    )
+    config: str | None = Field(None, description="Hub config name of `path`.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of every hub id here; null = main.")
+    split: str = Field("train", min_length=1, description="Split of `path` to train on (a single file is one split).")
+    format: Literal["auto", "prompt_completion", "messages"] = Field(
+        "auto",
+        description="prompt_completion: a prompt and a completion column (strings: TRL's standard format, or message "
+        "lists: conversational); messages: one dialogue column, whose last assistant turn is the completion; auto: "
+        "messages if that column exists, else prompt_completion.",
+    )
+    columns: ColumnParams = Field(default_factory=ColumnParams, description="Column names, for data that names them otherwise.")
+    heldout_split: str | None = Field(None, description="Held-out rows from this split of `path`.")
+    heldout_path: str | None = Field(None, description="Held-out rows from this file, folder or hub id (same format).")
+    heldout_fraction: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="With neither heldout_split nor heldout_path: this seeded fraction of your demonstrations is held out.",
+    )
+    prefs_path: str | None = Field(
+        None,
+        description="Held-out human preference pairs (prompt/chosen/rejected, or chosen/rejected dialogues), for "
+        "reward_accuracy; null = none: reward accuracy is absent and says why, everything else runs.",
+    )
+    prefs_split: str = Field("test", min_length=1, description="Split of prefs_path (a single file is one split).")
+    human_prefs_path: str | None = Field(
+        None, description="Training preference pairs for reward.human_pairs (hybrid, prefs_only); null = none."
+    )
+    human_prefs_split: str = Field("train", min_length=1, description="Split of human_prefs_path.")
+
+    @model_validator(mode="after")
+    def _one_heldout_source(self) -> DemosTaskParams:
+        named = [k for k in ("heldout_split", "heldout_path") if getattr(self, k) is not None]
+        if "heldout_fraction" in self.model_fields_set:
+            named.append("heldout_fraction")
+        if len(named) > 1:
+            raise ValueError(f"held-out rows come from one source; set one of {', '.join(named)}")
+        if self.n_human_pairs and self.human_prefs_path is None:
+            raise ValueError("n_human_pairs: name human_prefs_path, the training preference pairs to draw from")
+        return self
+
+
+# Built-in gold rewards (`task.gold_reward`); each is implemented in `tasks.gold` (a test keeps the two in step).
+GOLD_REWARDS = ("synthetic",)
+
+
 class TaskParams(Section):
-    name: Literal["synthetic", "tldr", "ultrachat"] = Field(
+    name: Literal["synthetic", "tldr", "ultrachat", "demos"] = Field(
         "synthetic",
-        description="Which task `prepare` builds: the embedded task (r* known) or a real one "
-        "(options in task.tldr / task.ultrachat).",
+        description="Which task `prepare` builds: the embedded task (r* known), the paper's TL;DR or UltraChat, or "
+        "your own demonstrations (demos); options in task.<name> (the synthetic task's are the fields below).",
+    )
+    gold_reward: str | None = Field(
+        None,
+        description="A programmatic gold reward, which gives true_reward_*, the gold win rate against the "
+        "demonstrations and the oracle track: a built-in (synthetic: the embedded task's r*), or module:function / "
+        "path/to/file.py:function taking the prompts' last user messages and the answers (lists of str) and returning "
+        "one float each (read from the repository root); null = the task's own (r* on the synthetic task, none "
+        "elsewhere).",
     )
     tldr: TLDRTaskParams = Field(default_factory=TLDRTaskParams, description="TL;DR options (task.name: tldr).")
     ultrachat: UltraChatTaskParams = Field(
         default_factory=UltraChatTaskParams, description="UltraChat options (task.name: ultrachat)."
     )
+    demos: DemosTaskParams = Field(default_factory=DemosTaskParams, description="Your own data (task.name: demos).")
     n_train: int = Field(1500, ge=8, description="Training prompts, each with one demonstration.")
     n_heldout: int = Field(200, ge=4, description="Held-out prompts (win rate, true reward, policy pairs).")
     n_heldout_pairs: int = Field(600, ge=4, description="Held-out human-style preference pairs.")
@@ -138,6 +244,26 @@ class TaskParams(Section):
     filler_rate: float = Field(
         0.35, ge=0, le=1, description="Chance that a token of a pretraining reply is a filler (the base habit)."
     )
+
+    @field_validator("gold_reward")
+    @classmethod
+    def _gold_reward_named(cls, v: str | None) -> str | None:
+        if v is None or v in GOLD_REWARDS:
+            return v
+        module, _, function = v.partition(":")
+        if not module or not function.isidentifier():
+            raise ValueError(f"{v!r}: expected a built-in ({', '.join(GOLD_REWARDS)}) or module:function")
+        return v
+
+    @property
+    def gold(self) -> str | None:
+        """The gold reward this run scores with: `gold_reward`, else the task's own (the synthetic task's r*)."""
+        return self.gold_reward or ("synthetic" if self.name == "synthetic" else None)
+
+    @property
+    def data(self) -> DataTaskParams | None:
+        """The options section of a task read from data sets (task.tldr, task.ultrachat, task.demos), else None."""
+        return None if self.name == "synthetic" else getattr(self, self.name)
 
 
 class ModelParams(Section):
@@ -347,10 +473,10 @@ class LLMJudgeParams(Section):
 class EvaluateParams(Section):
     max_new_tokens: int = Field(12, ge=1, description="Longest evaluated answer, in tokens.")
     batch_size: int = Field(256, ge=1, description="Prompts per generate() / scoring call.")
-    judge: Literal["oracle", "llm", "reward_model", "none"] = Field(
-        "oracle",
-        description="Win-rate judge: the task's r* only (oracle), plus an LLM judge (win_rate_vs_demos_llm) "
-        "or a local reward model (win_rate_vs_demos_rm); none = no win rate on a real task (smoke runs).",
+    judge: Literal["none", "llm", "reward_model"] = Field(
+        "none",
+        description="A win-rate judge beside the gold reward's (win_rate_vs_demos, whenever the task has one): an LLM "
+        "judge (win_rate_vs_demos_llm) or a local reward model (win_rate_vs_demos_rm); none = the gold reward's only.",
     )
     judge_reward_model: str | None = Field(None, description="Path of the sequence-classification judge (judge: reward_model).")
     judge_trust_remote_code: bool = Field(
@@ -407,6 +533,7 @@ class Iteration(Section):
 
 
 IRLTrack = Literal["irl", "irl_guarded", "hybrid", "prefs_only"]
+SPIN_TRACK, ORACLE_TRACK = "spin", "oracle"
 IRL_TRACKS: tuple[str, ...] = get_args(IRLTrack)
 HUMAN_TRACKS = ("hybrid", "prefs_only")  # their RMs fit on reward.human_pairs human preferences
 
@@ -465,6 +592,14 @@ class Params(Section):
         description="IRL variants the pipeline runs (DVC matrix axis): plain (the paper), with policy.guards, hybrid "
         "(demonstrations plus reward.human_pairs preferences) and prefs_only (the preferences alone: RLHF).",
     )
+    spin_tracks: list[Literal["spin"]] = Field(
+        default_factory=lambda: [SPIN_TRACK],
+        description="[spin]: the SPIN baseline runs (a DVC matrix axis); []: it has no stage at all.",
+    )
+    oracle_tracks: list[Literal["oracle"]] = Field(
+        default_factory=lambda: [ORACLE_TRACK],
+        description="[oracle]: the upper bound, RL on the task's gold reward (task.gold_reward), runs; []: no stage.",
+    )
     threads: int | Literal["auto"] = Field(
         "auto",
         description="CPU threads per stage; auto = the cores this process may use, divided among the stages running "
@@ -505,7 +640,8 @@ class Params(Section):
                 raise ValueError(
                     f"iterations: item {i} must be {{k: {i}, prev: {previous_folder(i)}}}, got {{k: {it.k}, prev: {it.prev}}}"
                 )
-        for name, values in (("seeds", self.seeds), ("irl_tracks", self.irl_tracks)):
+        lists = ("seeds", "irl_tracks", "spin_tracks", "oracle_tracks")
+        for name, values in ((n, getattr(self, n)) for n in lists):
             if len(set(values)) != len(values):
                 raise ValueError(f"{name}: duplicates in {values}")
         if any(s < 0 for s in self.seeds):
@@ -544,16 +680,23 @@ class Params(Section):
         name = self.task.name
         if name != "synthetic":
             if self.model.name_or_path is None:
+                example = {"tldr": "EleutherAI/pythia-1b-deduped", "ultrachat": "alignment-handbook/zephyr-7b-sft-full"}
                 raise ValueError(
                     f"model.name_or_path: the {name} task needs a base model (a hub id such as "
-                    f"{'EleutherAI/pythia-1b-deduped' if name == 'tldr' else 'alignment-handbook/zephyr-7b-sft-full'}, "
-                    "or a local folder); the tiny Llama is for the synthetic task"
+                    f"{example.get(name, 'HuggingFaceTB/SmolLM2-135M-Instruct')}, or a local folder); the tiny Llama "
+                    "is for the synthetic task"
                 )
-            if self.evaluate.judge == "oracle":
-                raise ValueError(
-                    f"evaluate.judge: the {name} task has no true reward r*, so the oracle cannot judge; "
-                    "set evaluate.judge to llm (evaluate.llm), reward_model (evaluate.judge_reward_model) or none"
-                )
+            if self.task.gold_reward == "synthetic":
+                raise ValueError("task.gold_reward: synthetic is the embedded task's r* (task.name: synthetic only)")
+        if name == "demos" and self.task.demos.path is None:
+            raise ValueError(
+                "task.demos.path: name your demonstrations (a .jsonl/.json/.parquet/.csv file, a save_to_disk folder or a hub id)"
+            )
+        if self.oracle_tracks and self.task.gold is None:
+            raise ValueError(
+                f"oracle_tracks: the oracle trains on the task's gold reward, and the {name} task has none; name one "
+                "(task.gold_reward: module:function) or set oracle_tracks: []"
+            )
         if self.model.name_or_path is None:
             for section in ("pretrain", "sft", "reward", "spin"):
                 if getattr(self, section).max_length > self.model.max_position_embeddings:
@@ -575,6 +718,15 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _benchmarks_grade_tracks_that_run(self) -> Params:
+        running = {"sft", *self.irl_tracks, *self.spin_tracks}
+        for name in ("mtbench", "leaderboard"):
+            section = getattr(self, name)
+            if section.enabled and (missing := [p for p in section.policies if p not in running]):
+                raise ValueError(f"{name}.policies: {missing[0]} does not run (see irl_tracks, spin_tracks)")
+        return self
+
+    @model_validator(mode="after")
     def _human_pairs_exist(self) -> Params:
         human_tracks = [t for t in self.irl_tracks if t in HUMAN_TRACKS]
         n = self.reward.human_pairs
@@ -582,8 +734,8 @@ class Params(Section):
             raise ValueError(f"irl_tracks: {human_tracks[0]} fits on human preferences; set reward.human_pairs > 0")
         pool, key = (
             (self.task.n_human_pairs, "task.n_human_pairs")
-            if self.task.name == "synthetic"
-            else (getattr(self.task, self.task.name).n_human_pairs, f"task.{self.task.name}.n_human_pairs")
+            if self.task.data is None
+            else (self.task.data.n_human_pairs, f"task.{self.task.name}.n_human_pairs")
         )
         if human_tracks and n > pool:
             raise ValueError(f"reward.human_pairs: {n} exceeds the task's pool of human pairs ({key}: {pool})")

@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from demo2reward.core import backend, consent, distributed
+from demo2reward.core import distributed
 from demo2reward.core.artifacts import DataFileError, clean_scratch, write_json
 from demo2reward.core.params import Params, ParamsError, load_params
+from demo2reward.core.runtime import Runtime
 
 
 class StageError(RuntimeError):
@@ -63,10 +64,12 @@ class NoRun:
 
 
 class Recorder:
-    """The stage's handle: `record` writes a metrics file (the source of truth) and mirrors it to MLflow."""
+    """The stage's handle: `record` writes a metrics file (the source of truth) and mirrors it to MLflow; `runtime` is
+    what the stage may do with models (remote code, vLLM), for the library functions it calls."""
 
-    def __init__(self, run):
+    def __init__(self, run, runtime: Runtime):
         self.run = run
+        self.runtime = runtime
         self.recorded: dict[str, float] = {}
 
     def record(
@@ -107,8 +110,8 @@ def _process_started() -> float:
     return psutil.Process().create_time()
 
 
-def _start_vllm(settings) -> None:
-    """Fail here, before any compute, where vLLM cannot run; else route this stage's generation through it."""
+def _check_vllm() -> None:
+    """Fail here, before any compute, where vLLM cannot run (the stage's `Runtime` then routes generation to it)."""
     import importlib.util
 
     import torch
@@ -117,7 +120,6 @@ def _start_vllm(settings) -> None:
         raise StageError("vllm.enabled is true but vLLM is not installed (pip install vllm), or set vllm.enabled: false")
     if not torch.cuda.is_available():
         raise StageError("vllm.enabled is true but this machine has no GPU; set vllm.enabled: false")
-    backend.vllm = settings
 
 
 def _terminate(signum, frame) -> None:
@@ -157,13 +159,12 @@ def stage(
     seed = params.seed if seed is None else seed
     try:
         if "vllm" in sections and params.vllm.enabled:
-            _start_vllm(params.vllm)
+            _check_vllm()
         if "distributed" in sections and params.distributed.num_processes > 1 and not distributed.launched():
             sys.exit(distributed.launch(params.distributed.num_processes, params.distributed.config_file, sys.argv))
     except (StageError, distributed.LaunchError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         sys.exit(2)
-    consent.grant(params.model.trust_remote_code)
     if torch:
         set_threads_and_seed(resolve_threads(params.threads), seed)
         distributed.bind_device()
@@ -190,7 +191,7 @@ def stage(
             else contextlib.nullcontext(NoRun()) as run,
             _quiet_console(name if main else f"{name}.rank{distributed.rank()}"),
         ):
-            recorder = Recorder(run)
+            recorder = Recorder(run, Runtime.of(params, sections))
             yield params, recorder
         progress = f" {run.progress.line()}" if run.progress else ""
         if main:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from demo2reward.core.artifacts import atomic_file, write_json
-from demo2reward.evaluation.report import RECOVERY_SUFFIX, seed_interval, seed_summary
+from demo2reward.evaluation.results import RECOVERY_SUFFIX
+from demo2reward.evaluation.statistics import seed_interval, seed_summary
 
 SWEPT = ("reward.human_pairs", "irl_tracks", "reward.human_weight")  # what may differ between one sweep's runs
 TRACK_OF_SUFFIX = {suffix: track for track, suffix in RECOVERY_SUFFIX.items()}
@@ -180,9 +181,9 @@ def summarise(points: Mapping[int, Mapping[str, Mapping[int, float]]], n_demos: 
 
 
 def plot(result: dict, path: Path) -> None:
-    from demo2reward.evaluation.report import _pyplot, _save
+    from demo2reward.evaluation.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     irl = result["curves"]["irl"][0]
     ns = result["exchange"]["swept"]
@@ -207,7 +208,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("reward-recovery ratio at K (seed mean, 95% t-CI)")
     ax.set_title("What a preference label is worth next to a demonstration", fontsize=10)
     ax.legend(fontsize=8, loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _json_rate(rate: dict) -> dict:
@@ -264,13 +265,13 @@ def write(result: dict, names: Mapping[int, str], out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`demo2reward-exchange`: the exchange rate of demonstrations for preference labels from the MLflow runs of a
     reward.human_pairs sweep (docs/ablations.md), written to --out as exchange.{md,json,png}."""
-    from demo2reward.tracking import _pipeline_runs, tracking_uri
+    from demo2reward.tracking import pipeline_runs, tracking_uri
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--experiment", default="demo2reward", help="MLflow experiment")
     ap.add_argument("--out", type=Path, default=Path("metrics/human_pairs"))
     args = ap.parse_args(argv)
-    _, runs = _pipeline_runs(args.experiment, "attributes.status = 'FINISHED'")
+    _, runs = pipeline_runs(args.experiment, "attributes.status = 'FINISHED'")
     try:
         points, names, shared = sweep_points(runs)
         if not int(shared.get("task.n_train", 0)):

@@ -10,9 +10,11 @@ from demo2reward.core import iterates
 from demo2reward.core.artifacts import read_jsonl, write_jsonl
 from demo2reward.core.conversation import assistant_turns, dialogue_text, prompt_text, response_text
 from demo2reward.core.params import IRL_TRACKS, EvaluateParams
+from demo2reward.core.runtime import Runtime
 from demo2reward.models.generation import completion_logprobs, sample, score, sequence_logprobs
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
-from demo2reward.tasks.synthetic import Oracle
+from demo2reward.tasks.base import read_task_info
+from demo2reward.tasks.gold import GoldReward, load_gold_reward, wins
 
 
 def _pair_accuracy(chosen_scores: np.ndarray, rejected_scores: np.ndarray) -> float:
@@ -36,7 +38,7 @@ class RewardModelJudge:
 
 
 def build_judge(p: EvaluateParams, root: Path):
-    """The extra win-rate judge of `evaluate.judge`, checked before any generation; None for the oracle alone."""
+    """The extra win-rate judge of `evaluate.judge`, checked before any generation; None without one."""
     if p.judge == "reward_model":
         return RewardModelJudge(p.judge_reward_model, p.judge_trust_remote_code)
     if p.judge == "llm":
@@ -53,33 +55,33 @@ def evaluate_policy(
     sft_path: str | Path,
     heldout: list[dict],
     heldout_prefs: list[dict],
-    oracle: Oracle | None,
+    gold: GoldReward | None,
     p: EvaluateParams,
     seed: int,
     reward_model_path: str | Path | None = None,
     implicit_reference_path: str | Path | None = None,
     judge=None,
+    runtime: Runtime = Runtime(),
 ) -> tuple[dict[str, float], list[dict]]:
     """Metrics of one policy, and its greedy answers for inspection.
 
     The reward whose accuracy is measured is the learned reward model at `reward_model_path`, or, if
-    `implicit_reference_path` is given instead, the implicit reward log π(y|x) − log π_ref(y|x).
+    `implicit_reference_path` is given instead, the implicit reward log π(y|x) − log π_ref(y|x); with no
+    `heldout_prefs` (a task without preference pairs) there is no reward accuracy.
     An extra `judge` (see `build_judge`) adds its own win rate of the greedy answers against the demos.
 
-    A real task has no `oracle` (None): the metrics of r* (true reward, the oracle's win rate, the task's error
-    counts, the r*-labelled policy pairs) are left out; the judge's win rate, the learned or implicit reward's
-    accuracy on the held-out human pairs, the proxy reward, KL and lengths remain. A skipped track's folder
-    (the oracle track on a real task) gives {"skipped": 1} and no answers.
+    The task's `gold` reward (None for a task without one) gives the true reward, the gold win rate against the
+    demonstrations, its diagnostics and the gold-labelled pairs of two policy samples; the judge's win rate, the
+    learned or implicit reward's accuracy, the proxy reward, KL and lengths need none.
     """
-    if iterates.is_skipped(policy_path):
-        return {"skipped": 1.0}, []
-    tokenizer = load_tokenizer(policy_path)
-    policy = load_policy(policy_path)
-    sft = load_policy(sft_path)
+    trust = runtime.trust_remote_code
+    tokenizer = load_tokenizer(policy_path, trust)
+    policy = load_policy(policy_path, trust)
+    sft = load_policy(sft_path, trust)
     prompts = [h["prompt"] for h in heldout]
     posts = [prompt_text(x) for x in prompts]
     demos = [response_text(h["completion"]) for h in heldout]
-    gen = {"max_new_tokens": p.max_new_tokens, "batch_size": p.batch_size}
+    gen = {"max_new_tokens": p.max_new_tokens, "batch_size": p.batch_size, "vllm": runtime.vllm, "trust_remote_code": trust}
 
     greedy_run = sample(policy, tokenizer, prompts, temperature=None, seed=seed, desc="greedy", **gen)
     sampled_run = sample(policy, tokenizer, prompts, temperature=1.0, num_return_sequences=2, seed=seed, desc="sample", **gen)
@@ -87,14 +89,14 @@ def evaluate_policy(
     first, second = [s[0] for s in sampled_run.texts], [s[1] for s in sampled_run.texts]
 
     metrics: dict[str, float] = {}
-    if oracle is not None:
-        r_greedy, r_first, r_second = oracle.reward(posts, greedy), oracle.reward(posts, first), oracle.reward(posts, second)
+    if gold is not None:
+        r_greedy, r_first, r_second, r_demo = gold(posts, greedy), gold(posts, first), gold(posts, second), gold(posts, demos)
         metrics.update(
             {
                 "true_reward_mean": float(r_greedy.mean()),
                 "true_reward_mean_sampled": float(r_first.mean()),
-                "win_rate_vs_demos": oracle.win_rate(posts, greedy, demos),
-                "win_rate_vs_demos_sampled": oracle.win_rate(posts, first, demos),
+                "win_rate_vs_demos": float(wins(r_greedy, r_demo).mean()),
+                "win_rate_vs_demos_sampled": float(wins(r_first, r_demo).mean()),
             }
         )
     metrics["response_length_mean"] = float(np.mean([len(g.split()) for g in greedy]))
@@ -110,11 +112,9 @@ def evaluate_policy(
         judge_scores, usage = judge.win_rates(questions, greedy, demos)
         metrics[f"win_rate_vs_demos_{suffix}"] = float(np.mean(judge_scores))
         metrics.update({f"judge_{k}": float(v) for k, v in usage.items()})
-    if oracle is not None:
-        for key in oracle.world.diagnostics(posts[0], first[0]):
-            metrics[f"{key}_mean_sampled"] = float(
-                np.mean([oracle.world.diagnostics(x, y)[key] for x, y in zip(posts, first, strict=True)])
-            )
+    if gold is not None:
+        for key, values in gold.diagnostics(posts, first).items():
+            metrics[f"{key}_mean_sampled"] = float(np.mean(values))
 
     bs = p.batch_size
     # Monte-Carlo KL(π ‖ π_sft) on the very tokens π sampled (their decoded, stripped text would re-tokenise
@@ -126,8 +126,8 @@ def evaluate_policy(
     metrics["kl_to_sft_se"] = float(kl.std(ddof=1) / np.sqrt(len(kl))) if len(kl) > 1 else 0.0
 
     pref_prompts = [h["prompt"] for h in heldout_prefs]
-    if oracle is not None:
-        # Two samples of the current policy, labelled by the oracle: the ranking RL actually needs.
+    if gold is not None:
+        # Two samples of the current policy, labelled by the gold reward: the ranking RL actually needs.
         distinct = r_first != r_second
         better_first = r_first > r_second
         pp_prompts = [x for x, d in zip(prompts, distinct, strict=True) if d]
@@ -140,15 +140,15 @@ def evaluate_policy(
         metrics["policy_pairs"] = float(len(pp_prompts))
 
     if reward_model_path is not None:
-        rm = load_reward_model(reward_model_path)
-        rm_tok = load_tokenizer(reward_model_path)
+        rm = load_reward_model(reward_model_path, trust_remote_code=trust)
+        rm_tok = load_tokenizer(reward_model_path, trust)
         metrics["proxy_reward_mean"] = float(score(rm, rm_tok, prompts, assistant_turns(greedy), bs).mean())
         metrics["proxy_reward_mean_sampled"] = float(score(rm, rm_tok, prompts, assistant_turns(first), bs).mean())
 
         def reward_fn(ps, cs):
             return score(rm, rm_tok, ps, cs, bs)
     elif implicit_reference_path is not None:
-        ref = load_policy(implicit_reference_path)
+        ref = load_policy(implicit_reference_path, trust)
 
         def reward_fn(ps, cs):
             return sequence_logprobs(policy, tokenizer, ps, cs, bs) - sequence_logprobs(ref, tokenizer, ps, cs, bs)
@@ -156,41 +156,36 @@ def evaluate_policy(
         reward_fn = None
 
     if reward_fn is not None:
-        metrics["reward_accuracy"] = _pair_accuracy(
-            reward_fn(pref_prompts, [h["chosen"] for h in heldout_prefs]),
-            reward_fn(pref_prompts, [h["rejected"] for h in heldout_prefs]),
-        )
-        if oracle is not None:
+        if heldout_prefs:
+            metrics["reward_accuracy"] = _pair_accuracy(
+                reward_fn(pref_prompts, [h["chosen"] for h in heldout_prefs]),
+                reward_fn(pref_prompts, [h["rejected"] for h in heldout_prefs]),
+            )
+        if gold is not None:
             metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(
                 reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected)
             )
 
-    if oracle is None:  # per-prompt answers; the judge's verdicts let the report bootstrap its win rate
-        answers = [
-            {"prompt": x, "demonstration": d, "greedy": g, "sample": s}
-            for x, d, g, s in zip(posts, demos, greedy, first, strict=True)
-        ]
-        if judge_scores is not None:
-            for row, v in zip(answers, judge_scores, strict=True):
-                row[f"win_vs_demo_{suffix}"] = float(v)
-        return metrics, answers
-
-    r_demo = oracle.reward(posts, demos)
     # Per-prompt values, so that the report can bootstrap confidence intervals over prompts.
     answers = [
-        {
-            "prompt": x,
-            "demonstration": d,
-            "greedy": g,
-            "sample": s,
-            "true_reward": float(rg),
-            "true_reward_sampled": float(rs),
-            "win_vs_demo": float((rg > rd) + 0.5 * (rg == rd)),
-            "win_vs_demo_sampled": float((rs > rd) + 0.5 * (rs == rd)),
-        }
-        for x, d, g, s, rg, rs, rd in zip(posts, demos, greedy, first, r_greedy, r_first, r_demo, strict=True)
+        {"prompt": x, "demonstration": d, "greedy": g, "sample": s}
+        for x, d, g, s in zip(posts, demos, greedy, first, strict=True)
     ]
+    if gold is not None:
+        per_prompt = zip(answers, r_greedy, r_first, wins(r_greedy, r_demo), wins(r_first, r_demo), strict=True)
+        for row, rg, rs, wg, ws in per_prompt:
+            row.update({"true_reward": float(rg), "true_reward_sampled": float(rs)})
+            row.update({"win_vs_demo": float(wg), "win_vs_demo_sampled": float(ws)})
+    if judge_scores is not None:
+        for row, v in zip(answers, judge_scores, strict=True):
+            row[f"win_vs_demo_{suffix}"] = float(v)
     return metrics, answers
+
+
+def task_gold_reward(task_dir: Path) -> GoldReward | None:
+    """The gold reward the prepared task scores with (checked against what `prepare` recorded), or None."""
+    info = read_task_info(task_dir)
+    return None if info.gold_reward is None else load_gold_reward(info.gold_reward, task_dir, info.gold_source)
 
 
 def evaluate_iterate(
@@ -204,6 +199,7 @@ def evaluate_iterate(
     seed: int,
     answers_out: Path,
     root: Path,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, float]:
     """Evaluate iterate k of `track` (its policy, `iterate`/policy) and its reward; write its per-prompt answers to
     `answers_out` and return the metrics.
@@ -216,6 +212,7 @@ def evaluate_iterate(
     from demo2reward.core.stage import StageError
     from demo2reward.evaluation.judge import JudgeError
 
+    gold = task_gold_reward(task_dir)
     try:
         judge = build_judge(p, root)
     except JudgeError as err:
@@ -226,11 +223,12 @@ def evaluate_iterate(
         iterates.policy(iterate),
         sft_policy,
         read_jsonl(task_dir / "heldout.jsonl", required=("prompt", "completion")),
-        read_jsonl(task_dir / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected")),
-        Oracle.load_optional(task_dir),  # None on a real task: no r* metrics
+        read_jsonl(task_dir / "heldout_prefs.jsonl", required=("prompt", "chosen", "rejected"), allow_empty=True),
+        gold,
         p,
         seed,
         judge=judge,
+        runtime=runtime,
         **reward.get(track, {}),
     )
     metrics["iteration"] = k

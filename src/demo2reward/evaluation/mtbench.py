@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from demo2reward.core.runtime import Runtime
 from demo2reward.evaluation.judge import UNPARSED_RATING, ChatRequest, JudgeConfig, SingleAnswerGrader
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ def load_mtbench(data_dir: str | Path) -> MTBenchData:
 
 
 def generate_answers(
-    model, tokenizer, questions: Sequence[dict], max_new_tokens: int, batch_size: int, seed: int = 0
+    model, tokenizer, questions: Sequence[dict], max_new_tokens: int, batch_size: int, seed: int = 0, runtime: Runtime = Runtime()
 ) -> list[list[str]]:
     """[turn 1 answer, turn 2 answer] per question, greedy.
 
@@ -330,6 +331,7 @@ def generate_answers(
     from demo2reward.models.generation import generate
 
     gen = {"max_new_tokens": max_new_tokens, "temperature": None, "batch_size": batch_size, "seed": seed}
+    gen |= {"vllm": runtime.vllm, "trust_remote_code": runtime.trust_remote_code}
     first_turns = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
     a1 = [g[0] for g in generate(model, tokenizer, first_turns, desc="mt-bench turn 1", **gen)]
     second_turns = [
@@ -477,6 +479,7 @@ def evaluate_mtbench(
     device: str | None = None,
     out_dir: str | Path | None = None,
     preflight: bool = True,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, PolicyResult]:
     """`run_mtbench` with everything kept: answers and judgments per policy, for saving or inspection.
 
@@ -496,8 +499,9 @@ def evaluate_mtbench(
     out = Path(out_dir) if out_dir is not None else None
     results: dict[str, PolicyResult] = {}
     for name, path in policy_paths.items():
-        model = load_policy(path).to(device)
-        answers = generate_answers(model, load_tokenizer(path), data.questions, max_new_tokens, batch_size, seed=seed)
+        model = load_policy(path, runtime.trust_remote_code).to(device)
+        tokenizer = load_tokenizer(path, runtime.trust_remote_code)
+        answers = generate_answers(model, tokenizer, data.questions, max_new_tokens, batch_size, seed, runtime)
         del model
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -530,6 +534,7 @@ def run_mtbench(
     device: str | None = None,
     out_dir: str | Path | None = None,
     preflight: bool = True,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, dict[str, float]]:
     """MT-Bench scores per policy name (see `score_mtbench`); `evaluate_mtbench` also returns answers and judgments.
 
@@ -545,11 +550,14 @@ def run_mtbench(
         device=device,
         out_dir=out_dir,
         preflight=preflight,
+        runtime=runtime,
     )
     return {name: r.scores for name, r in results.items()}
 
 
-def mtbench_stage(params, models: Path, out: Path, metrics_path: Path) -> dict[str, dict[str, float]]:
+def mtbench_stage(
+    params, models: Path, out: Path, metrics_path: Path, runtime: Runtime = Runtime()
+) -> dict[str, dict[str, float]]:
     """The `mtbench` stage: grade SFT and the final IRL/SPIN iterates of the first seed (`mtbench.policies`), write
     FastChat's answer and judgment files to `out` and the scores to `metrics_path`; a marker when disabled."""
     from demo2reward.core.artifacts import atomic_dir, repo_root, write_json
@@ -575,6 +583,7 @@ def mtbench_stage(params, models: Path, out: Path, metrics_path: Path) -> dict[s
                 p.batch_size,
                 seed=params.seeds[0],
                 out_dir=tmp,
+                runtime=runtime,
             )
         except (JudgeError, MTBenchDataError) as err:
             raise StageError(str(err)) from None

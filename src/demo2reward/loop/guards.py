@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from demo2reward.core.conversation import as_generated, assistant_turns
+from demo2reward.core.runtime import Runtime
 from demo2reward.models.generation import generate, score
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer
 
@@ -29,8 +30,15 @@ class MinOverRewardModels:
 
     __name__ = "min_over_reward_models"
 
-    def __init__(self, paths: list[Path], reference_prompts: list[list[dict]], reference_completions: list[list[dict]]):
-        self.models = [(load_reward_model(p), load_tokenizer(p)) for p in paths]
+    def __init__(
+        self,
+        paths: list[Path],
+        reference_prompts: list[list[dict]],
+        reference_completions: list[list[dict]],
+        runtime: Runtime = Runtime(),
+    ):
+        trust = runtime.trust_remote_code
+        self.models = [(load_reward_model(p, trust_remote_code=trust), load_tokenizer(p, trust)) for p in paths]
         self.stats = []
         for model, tok in self.models:
             s = score(model, tok, reference_prompts, reference_completions)
@@ -56,27 +64,31 @@ def acceptance_gate(
     prompts: list[list[dict]],
     max_new_tokens: int,
     tolerance: float = 0.0,
+    runtime: Runtime = Runtime(),
 ) -> tuple[bool, dict[str, float]]:
     """Accept `candidate` unless some frozen RM scores its greedy answers below `current`'s (mean, minus tolerance)."""
     if not frozen_reward_models:
         return True, {"gate_accepted": 1.0}
     answers = {}
+    trust = runtime.trust_remote_code
     for name, path in (("candidate", candidate), ("current", current)):
         answers[name] = [
             g[0]
             for g in generate(
-                load_policy(path),
-                load_tokenizer(path),
+                load_policy(path, trust),
+                load_tokenizer(path, trust),
                 prompts,
                 max_new_tokens=max_new_tokens,
                 temperature=None,
                 desc=f"gate {name}",
+                vllm=runtime.vllm,
+                trust_remote_code=trust,
             )
         ]
     details: dict[str, float] = {}
     accepted = True
     for path in frozen_reward_models:
-        model, tok = load_reward_model(path), load_tokenizer(path)
+        model, tok = load_reward_model(path, trust_remote_code=trust), load_tokenizer(path, trust)
         delta = float(
             score(model, tok, prompts, assistant_turns(answers["candidate"])).mean()
             - score(model, tok, prompts, assistant_turns(answers["current"])).mean()

@@ -8,6 +8,7 @@ from pathlib import Path
 from demo2reward.core import iterates
 from demo2reward.core.artifacts import atomic_dir, read_jsonl
 from demo2reward.core.params import LoopParams, PolicyParams
+from demo2reward.core.runtime import Runtime
 from demo2reward.loop.guards import MinOverRewardModels, acceptance_gate
 from demo2reward.loop.rl import update_policy
 
@@ -24,6 +25,7 @@ def improve_iterate(
     seed: int,
     loop: LoopParams | None = None,
     fresh_accuracy: float | None = None,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, float]:
     """Write `iterate`/policy: RL from iterate k-1's policy against iterate k's reward model, `iterate`/reward.
 
@@ -54,14 +56,15 @@ def improve_iterate(
         rollouts = read_jsonl(rollouts_path, required=("prompt", "completion"))[: guards.gate_prompts]
         reference_set = [(d["prompt"], d["completion"]) for d in demos[: guards.gate_prompts]]
         reference_set += [(r["prompt"], r["completion"]) for r in rollouts]
-        reward = {"reward_func": MinOverRewardModels(reward_models, *map(list, zip(*reference_set, strict=True)))}
+        prompts_and_completions = map(list, zip(*reference_set, strict=True))
+        reward = {"reward_func": MinOverRewardModels(reward_models, *prompts_and_completions, runtime=runtime)}
     with atomic_dir(iterates.policy(iterate), manifest=True) as final:
         candidate = final / "candidate"
-        metrics = update_policy(start, reference, prompts, p, candidate, seed, **reward)
+        metrics = update_policy(start, reference, prompts, p, candidate, seed, **reward, runtime=runtime)
         accepted = True
         if guards and guards.acceptance_gate:
             accepted, gate = acceptance_gate(
-                candidate, start, reward_models[:-1], prompts[: guards.gate_prompts], p.max_new_tokens
+                candidate, start, reward_models[:-1], prompts[: guards.gate_prompts], p.max_new_tokens, runtime=runtime
             )
             metrics.update(gate)
         kept = candidate if accepted else start  # a rejected update carries policy k-1 forward

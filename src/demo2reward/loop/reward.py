@@ -17,6 +17,7 @@ from demo2reward.core import iterates
 from demo2reward.core.artifacts import DataFileError, atomic_dir, read_jsonl
 from demo2reward.core.distributed import shards_parameters
 from demo2reward.core.params import HUMAN_TRACKS, RewardParams
+from demo2reward.core.runtime import Runtime
 from demo2reward.loop.pairs import build_pairs
 from demo2reward.models.generation import score
 from demo2reward.models.modeling import load_reward_model, load_tokenizer, lora_config
@@ -51,9 +52,9 @@ def _standardise(model, tokenizer, pairs: list[dict], sample: int = 512) -> dict
     return {"score_std_before": std, "score_mean_before": float(s.mean())}
 
 
-def _standardise_saved(folder: Path, tokenizer, pairs: list[dict]) -> dict[str, float]:
+def _standardise_saved(folder: Path, tokenizer, pairs: list[dict], trust_remote_code: bool = False) -> dict[str, float]:
     """`_standardise` on the saved model in `folder` (rank 0, after the trainer gathered it), saved back in place."""
-    model = load_reward_model(folder, tokenizer)
+    model = load_reward_model(folder, tokenizer, trust_remote_code=trust_remote_code)
     stats = _standardise(model, tokenizer, pairs)
     model.save_pretrained(folder)
     return stats
@@ -69,6 +70,7 @@ def fit_reward_model(
     max_length: int,
     fresh: int = 0,
     repeats: list[int] | None = None,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, float]:
     """Fit a Bradley-Terry reward model from `init` on `pairs` (a `validation_fraction` held back); save it to `out`.
 
@@ -76,13 +78,14 @@ def fit_reward_model(
     can still tell the demonstrations from the current policy's rollouts, which is adaptive K's stopping signal.
     `repeats[i]` is how often training pair i appears in every epoch (its weight); a held-out pair appears once.
     """
-    tokenizer = load_tokenizer(tokenizer_path)
+    trust = runtime.trust_remote_code
+    tokenizer = load_tokenizer(tokenizer_path, trust)
     # Tokenised once, here, as TRL would: the length check and the trainer share the ids (TRL skips its own pass).
     chosen = tokenize_conversations(tokenizer, [q["prompt"] + q["chosen"] for q in pairs])
     rejected = tokenize_conversations(tokenizer, [q["prompt"] + q["rejected"] for q in pairs])
     longest = [max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True)]
     lengths = check_lengths("reward: pairs", longest, max_length, "reward.max_length")
-    model = load_reward_model(init, tokenizer, new_head=True)  # from SFT the score head is new
+    model = load_reward_model(init, tokenizer, new_head=True, trust_remote_code=trust)  # from SFT the score head is new
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     n_val = int(len(order) * p.validation_fraction)
@@ -122,8 +125,8 @@ def fit_reward_model(
             metrics["val_loss"] = float(trainer.evaluate()["eval_loss"])
         if shards_parameters():  # ZeRO-3 / FSDP: no rank holds the whole head; rescale the saved, gathered copy
             save_trained(trainer, tokenizer, tmp)
-            metrics.update(_standardise_saved(tmp, tokenizer, train))
-            fitted = load_reward_model(tmp, tokenizer) if val else None
+            metrics.update(_standardise_saved(tmp, tokenizer, train, trust))
+            fitted = load_reward_model(tmp, tokenizer, trust_remote_code=trust) if val else None
         else:
             fitted = merge_lora(trainer)
             metrics.update(_standardise(fitted, tokenizer, train))  # in place, before saving
@@ -166,6 +169,7 @@ def reward_iterate(
     p: RewardParams,
     seed: int,
     max_length: int,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, float]:
     """Write `iterate`/reward: a Bradley-Terry RM fitted on the track's data at iterate k, started from SFT
     (`init: sft`, the authors' choice) or from iterate k-1's RM (`init: warm`). Iterate k-1's RM is carried forward
@@ -183,17 +187,17 @@ def reward_iterate(
         # repeated): N pairs for one epoch would be a few steps, and the comparison is of data, not of steps.
         repeats = max(1, round(len(pairs) / len(human)))
         metrics = fit_reward_model(
-            init, sft_policy, human, p, iterates.reward(iterate), seed, max_length, repeats=[repeats] * len(human)
-        )
+            init, sft_policy, human, p, iterates.reward(iterate), seed, max_length, repeats=[repeats] * len(human),
+            runtime=runtime,
+        )  # fmt: skip
         return metrics | {"pairs_human": len(human), "human_repeats": repeats}
     # This iteration's pairs are the pool's last ones (`loop.pairs.pool_pairs`).
     fresh, _ = build_pairs(read_jsonl(rollouts_path, required=("prompt", "demonstration", "completion")))
     if fresh and pairs[-len(fresh) :] != fresh:
         raise DataFileError(f"{pairs_path}: does not end with the pairs of {rollouts_path} (a stale pool?)")
+    out = iterates.reward(iterate)
     if not human:
-        return fit_reward_model(init, sft_policy, pairs, p, iterates.reward(iterate), seed, max_length, fresh=len(fresh))
+        return fit_reward_model(init, sft_policy, pairs, p, out, seed, max_length, fresh=len(fresh), runtime=runtime)
     repeats = [p.human_weight] * len(human) + [1] * len(pairs)
-    metrics = fit_reward_model(
-        init, sft_policy, [*human, *pairs], p, iterates.reward(iterate), seed, max_length, len(fresh), repeats
-    )
+    metrics = fit_reward_model(init, sft_policy, [*human, *pairs], p, out, seed, max_length, len(fresh), repeats, runtime)
     return metrics | {"pairs_human": len(human)}

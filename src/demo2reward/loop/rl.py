@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from demo2reward.core import consent
 from demo2reward.core.artifacts import atomic_dir
 from demo2reward.core.conversation import as_generated
 from demo2reward.core.params import PolicyParams
+from demo2reward.core.runtime import Runtime
 from demo2reward.models.generation import score, trl_vllm_kwargs
 from demo2reward.models.modeling import load_policy, load_reward_model, load_tokenizer, lora_config
 from demo2reward.models.training import save_trained, trainer_kwargs
@@ -30,14 +30,17 @@ class LearnedReward:
 
     __name__ = "learned_reward"
 
-    def __init__(self, path: str | Path):
-        self.model, self.tokenizer = load_reward_model(path), load_tokenizer(path)
+    def __init__(self, path: str | Path, trust_remote_code: bool = False):
+        self.model = load_reward_model(path, trust_remote_code=trust_remote_code)
+        self.tokenizer = load_tokenizer(path, trust_remote_code)
 
     def __call__(self, prompts, completions, **_) -> list[float]:
         return score(self.model, self.tokenizer, list(prompts), as_generated(completions)).tolist()
 
 
-def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokenizer, dataset, args: dict):
+def _trainer(
+    p: PolicyParams, model, reference: Path, reward_funcs: list, tokenizer, dataset, args: dict, runtime: Runtime = Runtime()
+):
     common = {
         "learning_rate": p.learning_rate,
         "lr_scheduler_type": "constant",
@@ -56,11 +59,11 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokeni
             from trl import GRPOTrainer as Trainer
         config = Config(
             **common,
-            **trl_vllm_kwargs(Config),
+            **trl_vllm_kwargs(Config, runtime.vllm),
             num_generations=p.num_generations,
             per_device_train_batch_size=p.per_device_batch_size,  # x gradient_accumulation_steps = batch_size
             top_k=0,
-            trust_remote_code=consent.trusted(),
+            trust_remote_code=runtime.trust_remote_code,
         )
         # TRL builds the KL reference from the policy's config id; point it at the chosen reference. With LoRA it
         # uses the start policy with the adapter off instead (the params refuse LoRA with a distinct reference).
@@ -77,7 +80,7 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokeni
 
     config = OnlineDPOConfig(
         **{k: v for k, v in common.items() if k not in ("beta", "max_completion_length")},
-        **trl_vllm_kwargs(OnlineDPOConfig),
+        **trl_vllm_kwargs(OnlineDPOConfig, runtime.vllm),
         beta=[p.beta],
         max_new_tokens=p.max_new_tokens,
         per_device_train_batch_size=max(1, p.per_device_batch_size // 2),  # prompts: each gives a pair
@@ -86,7 +89,7 @@ def _trainer(p: PolicyParams, model, reference: Path, reward_funcs: list, tokeni
     peft_config = lora_config(p.lora, "CAUSAL_LM")
     return OnlineDPOTrainer(
         model=model,
-        ref_model=None if peft_config else load_policy(reference),
+        ref_model=None if peft_config else load_policy(reference, runtime.trust_remote_code),
         peft_config=peft_config,
         reward_funcs=reward_funcs,
         args=config,
@@ -104,6 +107,7 @@ def update_policy(
     seed: int,
     reward_model: str | Path | None = None,
     reward_func: Callable | None = None,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, float]:
     """Run `p.steps` RL steps from the policy at `start`; save the new policy to `out`.
 
@@ -111,9 +115,9 @@ def update_policy(
     """
     if (reward_model is None) == (reward_func is None):
         raise ValueError("give exactly one of reward_model or reward_func")
-    tokenizer = load_tokenizer(start)
-    model = load_policy(start)
-    reward_funcs = [reward_func or LearnedReward(reward_model)]
+    tokenizer = load_tokenizer(start, runtime.trust_remote_code)
+    model = load_policy(start, runtime.trust_remote_code)
+    reward_funcs = [reward_func or LearnedReward(reward_model, runtime.trust_remote_code)]
     dataset = Dataset.from_list([{"prompt": x} for x in prompts])
     with atomic_dir(out, manifest=True) as tmp:
         trainer = _trainer(
@@ -124,6 +128,7 @@ def update_policy(
             tokenizer,
             dataset,
             trainer_kwargs(str(tmp / "trainer"), seed, p),
+            runtime,
         )
         result = trainer.train()
         save_trained(trainer, tokenizer, tmp)

@@ -11,6 +11,7 @@ from trl import SFTConfig, SFTTrainer
 
 from demo2reward.core.artifacts import atomic_dir, read_jsonl, write_jsonl
 from demo2reward.core.params import PretrainParams, SFTParams, TrainParams
+from demo2reward.core.runtime import Runtime
 from demo2reward.models.modeling import load_policy, load_tokenizer, lora_config
 from demo2reward.models.training import check_lengths, save_trained, token_lengths, trainer_kwargs
 
@@ -34,18 +35,19 @@ def train_language_model(
     max_length: int,
     completion_only: bool = True,
     section: str = "sft",
+    runtime: Runtime = Runtime(),
 ) -> dict[str, float]:
     """Fine-tune the model at `init` on prompt/completion `rows`; save model and tokenizer to `out`.
 
     `completion_only=False` trains on the prompts too, as pretraining on a raw corpus would. `section` names the
     params section whose max_length the examples are checked against.
     """
-    tokenizer = load_tokenizer(init)
+    tokenizer = load_tokenizer(init, runtime.trust_remote_code)
     lengths = check_lengths(
         f"{section}: examples", token_lengths(tokenizer, [r["prompt"] + r["completion"] for r in rows]), max_length,
         f"{section}.max_length",
     )  # fmt: skip
-    model = load_policy(init)
+    model = load_policy(init, runtime.trust_remote_code)
     with atomic_dir(out, manifest=True) as tmp:
         config = SFTConfig(
             **trainer_kwargs(str(tmp / "trainer"), seed, p),
@@ -72,7 +74,9 @@ def train_language_model(
     }
 
 
-def pretrain(init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: int, max_length: int) -> dict[str, float]:
+def pretrain(
+    init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: int, max_length: int, runtime: Runtime = Runtime()
+) -> dict[str, float]:
     """Give the embedded task's base model the habits of its unlabelled corpus (prompts included in the loss).
 
     A real task writes an empty corpus: its base is already pretrained, so `init` (a base pointer of a few MB,
@@ -81,12 +85,14 @@ def pretrain(init: Path, corpus_path: Path, p: PretrainParams, out: Path, seed: 
     rows = read_jsonl(corpus_path, required=("prompt", "completion"), allow_empty=True)
     if not rows:
         return pass_through(init, out)
-    return train_language_model(init, rows, p, out, seed, max_length, completion_only=False, section="pretrain")
+    return train_language_model(init, rows, p, out, seed, max_length, completion_only=False, section="pretrain", runtime=runtime)
 
 
-def sft(init: Path, demos_path: Path, p: SFTParams, out: Path, pool: Path, seed: int, max_length: int) -> dict[str, float]:
+def sft(
+    init: Path, demos_path: Path, p: SFTParams, out: Path, pool: Path, seed: int, max_length: int, runtime: Runtime = Runtime()
+) -> dict[str, float]:
     """Write iterate 0: the SFT policy (`out`) and its pair pool, empty (`pool`), which iteration 1 extends."""
     rows = read_jsonl(demos_path, required=("prompt", "completion"))
-    metrics = train_language_model(init, rows, p, out, seed, max_length)
+    metrics = train_language_model(init, rows, p, out, seed, max_length, runtime=runtime)
     write_jsonl(pool, [])
     return metrics

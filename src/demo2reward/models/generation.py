@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from demo2reward.core import backend
+from demo2reward.core.params import VLLMParams
 
 
 @dataclass
@@ -30,14 +30,14 @@ class Samples:
         return [t[0] for t in self.texts]
 
 
-def trl_vllm_kwargs(config_class) -> dict:
+def trl_vllm_kwargs(config_class, vllm: VLLMParams | None) -> dict:
     """TRL's `use_vllm` and `vllm_*` options from the `vllm` params, those that `config_class` has; {} when off."""
-    if backend.vllm is None:
+    if vllm is None:
         return {}
     import dataclasses
 
     known = {f.name for f in dataclasses.fields(config_class)}
-    kwargs = {"use_vllm": True, **{f"vllm_{k}": v for k, v in backend.vllm.model_dump().items() if k != "enabled"}}
+    kwargs = {"use_vllm": True, **{f"vllm_{k}": v for k, v in vllm.model_dump().items() if k != "enabled"}}
     return {k: v for k, v in kwargs.items() if k in known}
 
 
@@ -53,14 +53,19 @@ def sample(
     batch_size: int = 256,
     seed: int = 0,
     desc: str = "generate",
+    vllm: VLLMParams | None = None,
+    trust_remote_code: bool = False,
 ) -> Samples:
     """Answers of `model` to conversational `prompts` (greedy when temperature is None), in batches.
 
     Prompts are always padded on the left, whatever the tokenizer says: generation appends to the right end of
-    every row, so right padding would put pad tokens between a prompt and its answer.
+    every row, so right padding would put pad tokens between a prompt and its answer. With `vllm` (the stage's
+    `Runtime.vllm`), vLLM generates instead, from the folder the model was loaded from.
     """
-    if backend.vllm is not None:
-        return _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed)
+    if vllm is not None:
+        return _sample_vllm(
+            model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed, vllm, trust_remote_code
+        )
     torch.manual_seed(seed)
     model.eval()
     device = next(model.parameters()).device
@@ -96,7 +101,9 @@ def sample(
 _engines: dict[str, object] = {}
 
 
-def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed) -> Samples:
+def _sample_vllm(
+    model, tokenizer, prompts, max_new_tokens, temperature, num_return_sequences, seed, vllm: VLLMParams, trust_remote_code
+) -> Samples:
     """`sample` on vllm.LLM: the same prompts (chat template, no special tokens added), stops and Samples.
 
     vLLM loads the model from the folder it was loaded from (`name_or_path`), once per folder and process.
@@ -104,8 +111,6 @@ def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_ret
     from pathlib import Path
 
     from vllm import LLM, SamplingParams
-
-    from demo2reward.core import consent
 
     folder = str(getattr(model, "name_or_path", "") or "")
     if not Path(folder).is_dir():
@@ -118,10 +123,10 @@ def _sample_vllm(model, tokenizer, prompts, max_new_tokens, temperature, num_ret
             model=folder,
             dtype="auto",
             seed=seed,
-            gpu_memory_utilization=backend.vllm.gpu_memory_utilization,
-            tensor_parallel_size=backend.vllm.tensor_parallel_size,
-            max_model_len=backend.vllm.max_model_length,
-            trust_remote_code=consent.trusted(),
+            gpu_memory_utilization=vllm.gpu_memory_utilization,
+            tensor_parallel_size=vllm.tensor_parallel_size,
+            max_model_len=vllm.max_model_length,
+            trust_remote_code=trust_remote_code,
         )
     engine = _engines[folder]
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]

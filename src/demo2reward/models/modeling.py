@@ -25,7 +25,6 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from demo2reward.core import consent
 from demo2reward.core.artifacts import verify_manifest
 from demo2reward.core.params import LoRAParams, ModelParams
 from demo2reward.core.stage import StageError
@@ -130,7 +129,7 @@ def write_base_pointer(p: ModelParams, out: Path) -> dict[str, float]:
 
     The config and tokenizer are fetched now, so an unreachable id fails in `prepare`, before any training.
     """
-    hub = {"revision": p.revision, "trust_remote_code": consent.trusted()}
+    hub = {"revision": p.revision, "trust_remote_code": p.trust_remote_code}
     config = _from_base(AutoConfig, p.name_or_path, **hub)
     tokenizer = prepare_tokenizer(_from_base(AutoTokenizer, p.name_or_path, **hub), p.chat_template)
     tokenizer.save_pretrained(str(out))
@@ -204,7 +203,7 @@ def build_causal_lm(p: ModelParams, tokenizer: PreTrainedTokenizerFast, seed: in
     return AutoModelForCausalLM.from_config(config)
 
 
-def load_tokenizer(path: str | Path, trust_remote_code: bool | None = None) -> PreTrainedTokenizerFast:
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
     """The tokenizer saved with a model (or a pointer), padding on the left.
 
     transformers does not save `padding_side`, so a reloaded base tokenizer would pad on the right, and batched
@@ -212,29 +211,28 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool | None = None) -> P
     model) without a chat template or a pad token gets the same fallbacks as a base tokenizer (`prepare_tokenizer`).
     """
     verify_manifest(path)
-    trust = consent.trusted() if trust_remote_code is None else trust_remote_code
-    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None or tokenizer.pad_token is None:
         prepare_tokenizer(tokenizer)
     tokenizer.padding_side = "left"
     return tokenizer
 
 
-def _load(auto_class, path: str | Path, trust_remote_code: bool | None = None, **kwargs):
+def _load(auto_class, path: str | Path, trust_remote_code: bool = False, **kwargs):
     """`auto_class.from_pretrained` for `path`, on the GPU when there is one; also the names of the weights that
     were missing from the checkpoint (and so initialised at random). Remote code runs only with the params' consent
-    (`core.consent`), or the caller's explicit `trust_remote_code` (a judge's own param)."""
+    (`core.runtime.Runtime.trust_remote_code`, or a judge's own param), which the caller passes."""
     verify_manifest(path)
     source, base_kwargs = _source(path)
-    base_kwargs["trust_remote_code"] = consent.trusted() if trust_remote_code is None else trust_remote_code
+    base_kwargs["trust_remote_code"] = trust_remote_code
     loader = _from_base if is_base_pointer(path) else _from_folder
     model, info = loader(auto_class, source, **base_kwargs, **kwargs, output_loading_info=True)
     return model.to(device()), list(info.get("missing_keys", []))
 
 
-def load_policy(path: str | Path) -> torch.nn.Module:
+def load_policy(path: str | Path, trust_remote_code: bool = False) -> torch.nn.Module:
     """A causal LM from a saved folder, or the base model a pointer folder names; on the GPU when there is one."""
-    return _load(AutoModelForCausalLM, path)[0]
+    return _load(AutoModelForCausalLM, path, trust_remote_code)[0]
 
 
 class UntrainedRewardHeadError(StageError):
@@ -242,7 +240,7 @@ class UntrainedRewardHeadError(StageError):
 
 
 def load_reward_model(
-    path: str | Path, tokenizer=None, *, new_head: bool = False, trust_remote_code: bool | None = None
+    path: str | Path, tokenizer=None, *, new_head: bool = False, trust_remote_code: bool = False
 ) -> torch.nn.Module:
     """A sequence-classification model with one scalar output.
 

@@ -1,40 +1,56 @@
-"""The `prepare` stage's work: the task's data files and the initial model, for every task.
+"""The `prepare` stage's work, for every task: its tables, its `task.json`, and the initial model.
 
-- ``synthetic``: the embedded task (`task.build_task`, with r* in ``world.json``), a word-level tokenizer
-  trained on its texts and a tiny Llama built from `model` (unless `model.name_or_path` names a real base).
-- ``tldr`` / ``ultrachat``: the rows of `real_tasks.load_task_rows` under the same file names, an empty
-  ``pretrain.jsonl`` (so that `pretrain` passes the base through) and no ``world.json`` (no r*: the oracle
-  metrics and the oracle track are skipped downstream). The initial model is a base pointer
-  (`modeling.write_base_pointer`): the base's id and its prepared tokenizer, never its weights.
+- The task (`TASKS[task.name]`) gives its tables, written as ``<table>.jsonl`` in TRL's conversational formats.
+- The gold reward in effect (`task.gold_reward`, or the task's own) scores the held-out demonstrations once here,
+  so that a broken scorer fails before any training.
+- ``task.json`` (`tasks.base.TaskInfo`) records what the task offers the stages after it.
+- The initial model: a tiny Llama and a word-level tokenizer trained on the task's texts, or, for a real base
+  (`model.name_or_path`), a base pointer (`modeling.write_base_pointer`): its id and its prepared tokenizer, never
+  its weights.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from demo2reward.core.artifacts import atomic_dir, read_jsonl, write_jsonl
+from demo2reward.core.artifacts import atomic_dir, write_jsonl
 from demo2reward.core.conversation import assistant_turns, prompt_text, response_text
 from demo2reward.core.params import Params, TaskParams
 from demo2reward.models.modeling import build_causal_lm, load_tokenizer, train_tokenizer, write_base_pointer
 from demo2reward.models.training import check_lengths, token_lengths
-from demo2reward.tasks.real import TASK_CONFIGS, RealTaskConfig, load_task_rows, write_task_files
-from demo2reward.tasks.synthetic import build_task
+from demo2reward.tasks.base import Task, TaskInfo, TaskRows
+from demo2reward.tasks.demos import DemosTask
+from demo2reward.tasks.gold import load_gold_reward, source_of
+from demo2reward.tasks.synthetic import SyntheticTask
+from demo2reward.tasks.tldr import TLDRTask
+from demo2reward.tasks.ultrachat import UltraChatTask
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (SyntheticTask, TLDRTask, UltraChatTask, DemosTask)}
+# Table -> the key of its row count in prepare's metrics.
+COUNTS = {"train": "train", "heldout": "heldout", "heldout_prefs": "heldout_pairs", "human_prefs": "human_pairs",
+          "pretrain": "pretrain"}  # fmt: skip
 
 
-def real_task_config(task: TaskParams) -> RealTaskConfig:
-    """The loader config of a real task from its params section (task.tldr or task.ultrachat)."""
-    return TASK_CONFIGS[task.name](**getattr(task, task.name).model_dump())
+def make_task(task: TaskParams, seed: int) -> Task:
+    return TASKS[task.name](task, seed)
 
 
-def build_real_task(task: TaskParams, out: Path) -> dict[str, int]:
-    """Write a real task's train/heldout/heldout_prefs files, an empty pretraining corpus and its provenance."""
-    config = real_task_config(task)
-    counts = write_task_files(load_task_rows(config), out)
-    write_jsonl(out / "pretrain.jsonl", [])  # no corpus: `pretrain` passes the base model through
-    provenance = {"name": task.name, "config": getattr(task, task.name).model_dump()}
-    (out / "task.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return {**counts, "pretrain": 0}
+def write_task(task: Task, rows: TaskRows, gold_reward: str | None, out: Path) -> dict[str, int]:
+    """Write every table, the task's own files and task.json into `out`; return the row counts."""
+    counts = {COUNTS[name]: write_jsonl(out / f"{name}.jsonl", getattr(rows, name)) for name in COUNTS}
+    task.write_files(out)
+    gold_source = None
+    if gold_reward is not None:
+        gold = load_gold_reward(gold_reward, out)
+        gold([r["prompt"] for r in rows.heldout], [response_text(r["completion"]) for r in rows.heldout])  # fails here
+        gold_source = source_of(gold_reward)
+    tables = {name: len(getattr(rows, name)) for name in COUNTS}
+    absent = {name: why for name, why in rows.absent.items() if not tables[name]}
+    if gold_reward is None:
+        absent["gold_reward"] = f"the {task.name} task has no gold reward (task.gold_reward: null)"
+    info = TaskInfo(task.name, gold_reward, tables, absent, task.config(), rows.sources, gold_source)
+    info.write(out)
+    return counts
 
 
 def prepare(params: Params, data_out: Path, model_out: Path) -> dict[str, float]:
@@ -44,22 +60,21 @@ def prepare(params: Params, data_out: Path, model_out: Path) -> dict[str, float]
         if params.model.name_or_path is not None:  # first: an unreachable base model fails before any data download
             counts.update(write_base_pointer(params.model, model_tmp))
         with atomic_dir(data_out) as tmp:
-            if params.task.name == "synthetic":
-                counts.update(build_task(params.task, params.seed, tmp))
+            task = make_task(params.task, params.seed)
+            rows = task.rows()
+            counts.update(write_task(task, rows, params.task.gold, tmp))
+            counts.update({k: v for k, v in rows.dropped.items() if v})
+            if params.model.name_or_path is None:
                 texts = [
                     text
-                    for name in ("pretrain.jsonl", "train.jsonl")
-                    for row in read_jsonl(tmp / name)
+                    for row in (*rows.pretrain, *rows.train)
                     for text in (prompt_text(row["prompt"]), response_text(row["completion"]))
                 ]
-            else:
-                counts.update(build_real_task(params.task, tmp))
-            if params.model.name_or_path is None:
                 tokenizer = train_tokenizer(texts)
                 build_causal_lm(params.model, tokenizer, params.seed).save_pretrained(model_tmp)
                 tokenizer.save_pretrained(model_tmp)
                 counts["vocab_size"] = len(tokenizer)
-            counts.update(check_task_lengths(params, load_tokenizer(model_tmp), read_jsonl(tmp / "train.jsonl")))
+            counts.update(check_task_lengths(params, load_tokenizer(model_tmp, params.model.trust_remote_code), rows.train))
     return counts
 
 

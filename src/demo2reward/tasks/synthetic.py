@@ -6,13 +6,10 @@ chatty replies gives the base model habits (filler words, rambling, repeats) tha
 as a real base model's habits survive a short SFT. Those habits are token-local, so a small reward model
 can *see* them in demo-vs-rollout pairs, while choosing the salient words stays hard to *generate*.
 
-Files written by `build_task` (HF schemas, JSON lines):
-- `train.jsonl`        conversational prompt/completion: the demonstrations;
-- `heldout.jsonl`      prompt/completion on held-out prompts (the demos to beat);
-- `heldout_prefs.jsonl` prompt/chosen/rejected, labelled by a noisy Bradley-Terry labeller under r*;
-- `human_prefs.jsonl`  the same labeller on fresh prompts: the training preferences of `reward.human_pairs`;
-- `pretrain.jsonl`     prompt/completion chatter of the base model's corpus;
-- `world.json`         the hidden weights, so that r* can be recomputed anywhere.
+Its tables (`tasks.base`): the demonstrations and held-out demonstrations of a Boltzmann-rational expert;
+held-out preference pairs labelled by a noisy Bradley-Terry labeller under r*; the same labeller on fresh prompts
+(the training preferences of `reward.human_pairs`); and the pretraining corpus's chatter. `world.json` holds the
+hidden weights, so that r*, the task's gold reward (`tasks.gold`, built-in `synthetic`), can be recomputed anywhere.
 """
 
 from __future__ import annotations
@@ -25,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from demo2reward.core.artifacts import read_json, write_json, write_jsonl
+from demo2reward.core.artifacts import read_json, write_json
 from demo2reward.core.conversation import conversation
-from demo2reward.core.params import TaskParams
+from demo2reward.tasks.base import Task, TaskRows
 
 FILLERS = ("um", "like", "basically", "literally", "so", "well")
 WORDS = (
@@ -142,86 +139,68 @@ def chatty_response(rng: np.random.Generator, post: str, filler_rate: float) -> 
     )
 
 
-def build_task(p: TaskParams, seed: int, out: Path) -> dict[str, int]:
-    """Generate every file of the task into `out` deterministically from `seed`."""
-    rng = np.random.default_rng(seed)
-    words = WORDS[: p.n_words]
-    weights = tuple(float(round(w, 3)) for w in rng.uniform(0.2, 1.0, size=len(words)))
-    world = World(words, weights, p.summary_size)
-    world.save(out / "world.json")
+class SyntheticTask(Task):
+    """The embedded world: every table generated from `seed`, and r* (its `world.json`) as the gold reward."""
 
-    posts = [_post(rng, world, p.post_distinct) for _ in range(p.n_train + p.n_heldout + p.n_heldout_pairs)]
-    train, heldout, pref_posts = (
-        posts[: p.n_train],
-        posts[p.n_train : p.n_train + p.n_heldout],
-        posts[p.n_train + p.n_heldout :],
-    )
-    write_jsonl(out / "train.jsonl", (conversation(x, expert_response(rng, world, x, p.demo_temperature)) for x in train))
-    write_jsonl(out / "heldout.jsonl", (conversation(x, expert_response(rng, world, x, p.demo_temperature)) for x in heldout))
+    name = "synthetic"
 
-    def pretrain_doc() -> dict:
-        x = _post(rng, world, p.post_distinct)
-        return conversation(x, chatty_response(rng, x, p.filler_rate))
+    def rows(self) -> TaskRows:
+        """Every table, deterministically from `seed` (the draws happen in the order of the tables below)."""
+        p, rng = self.params, np.random.default_rng(self.seed)
+        words = WORDS[: p.n_words]
+        weights = tuple(float(round(w, 3)) for w in rng.uniform(0.2, 1.0, size=len(words)))
+        self.world = world = World(words, weights, p.summary_size)
 
-    write_jsonl(out / "pretrain.jsonl", (pretrain_doc() for _ in range(p.n_pretrain)))
+        posts = [_post(rng, world, p.post_distinct) for _ in range(p.n_train + p.n_heldout + p.n_heldout_pairs)]
+        train, heldout, pref_posts = (
+            posts[: p.n_train],
+            posts[p.n_train : p.n_train + p.n_heldout],
+            posts[p.n_train + p.n_heldout :],
+        )
+        train_rows = [conversation(x, expert_response(rng, world, x, p.demo_temperature)) for x in train]
+        heldout_rows = [conversation(x, expert_response(rng, world, x, p.demo_temperature)) for x in heldout]
 
-    # Human-style pairs: two answers from different sources, labelled the way a noisy human would.
-    sources = (
-        lambda x: expert_response(rng, world, x, p.demo_temperature),
-        lambda x: expert_response(rng, world, x, 1.0),
-        lambda x: chatty_response(rng, x, p.filler_rate),
-        lambda x: chatty_response(rng, x, p.filler_rate / 3),
-    )
+        def pretrain_doc() -> dict:
+            x = _post(rng, world, p.post_distinct)
+            return conversation(x, chatty_response(rng, x, p.filler_rate))
 
-    def pref_pair(x: str) -> dict:
-        a, b = rng.choice(len(sources), size=2, replace=False)
-        ya, yb = sources[a](x), sources[b](x)
-        margin = (world.true_reward(x, ya) - world.true_reward(x, yb)) / p.label_temperature
-        a_wins = rng.random() < 1 / (1 + math.exp(-max(min(margin, 50), -50)))
-        chosen, rejected = (ya, yb) if a_wins else (yb, ya)
-        return {
-            "prompt": [{"role": "user", "content": x}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }
+        pretrain = [pretrain_doc() for _ in range(p.n_pretrain)]
 
-    write_jsonl(out / "heldout_prefs.jsonl", (pref_pair(x) for x in pref_posts))
+        # Human-style pairs: two answers from different sources, labelled the way a noisy human would.
+        sources = (
+            lambda x: expert_response(rng, world, x, p.demo_temperature),
+            lambda x: expert_response(rng, world, x, 1.0),
+            lambda x: chatty_response(rng, x, p.filler_rate),
+            lambda x: chatty_response(rng, x, p.filler_rate / 3),
+        )
 
-    # Drawn last, so that every file above is the same whatever n_human_pairs is; no held-out prompt is reused.
-    evaluated = set(pref_posts) | set(heldout)
-    human_posts: list[str] = []
-    while len(human_posts) < p.n_human_pairs:
-        if (x := _post(rng, world, p.post_distinct)) not in evaluated:
-            human_posts.append(x)
-    write_jsonl(out / "human_prefs.jsonl", (pref_pair(x) for x in human_posts))
-    return {
-        "train": len(train),
-        "heldout": len(heldout),
-        "heldout_pairs": len(pref_posts),
-        "human_pairs": len(human_posts),
-        "pretrain": p.n_pretrain,
-    }
+        def pref_pair(x: str) -> dict:
+            a, b = rng.choice(len(sources), size=2, replace=False)
+            ya, yb = sources[a](x), sources[b](x)
+            margin = (world.true_reward(x, ya) - world.true_reward(x, yb)) / p.label_temperature
+            a_wins = rng.random() < 1 / (1 + math.exp(-max(min(margin, 50), -50)))
+            chosen, rejected = (ya, yb) if a_wins else (yb, ya)
+            return {
+                "prompt": [{"role": "user", "content": x}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
 
+        heldout_prefs = [pref_pair(x) for x in pref_posts]
 
-class Oracle:
-    """The judge that knows r*: it prefers the response with the higher true reward (ties count half)."""
+        # Drawn last, so that every table above is the same whatever n_human_pairs is; no held-out prompt is reused.
+        evaluated = set(pref_posts) | set(heldout)
+        human_posts: list[str] = []
+        while len(human_posts) < p.n_human_pairs:
+            if (x := _post(rng, world, p.post_distinct)) not in evaluated:
+                human_posts.append(x)
+        human_prefs = [pref_pair(x) for x in human_posts]
+        return TaskRows(train_rows, heldout_rows, heldout_prefs, human_prefs, pretrain)
 
-    def __init__(self, world: World):
-        self.world = world
+    def write_files(self, out: Path) -> None:
+        self.world.save(out / "world.json")
 
-    @classmethod
-    def from_task_dir(cls, task_dir: str | Path) -> Oracle:
-        return cls(World.load(Path(task_dir) / "world.json"))
-
-    @classmethod
-    def load_optional(cls, task_dir: str | Path) -> Oracle | None:
-        """The task's oracle, or None for a real task (TL;DR, UltraChat): it has no world.json, no r*."""
-        return cls.from_task_dir(task_dir) if (Path(task_dir) / "world.json").exists() else None
-
-    def reward(self, posts: list[str], responses: list[str]) -> np.ndarray:
-        return np.array([self.world.true_reward(x, y) for x, y in zip(posts, responses, strict=True)])
-
-    def win_rate(self, posts: list[str], responses: list[str], references: list[str]) -> float:
-        """Fraction of posts where `responses` beat `references`; a tie counts half."""
-        a, b = self.reward(posts, responses), self.reward(posts, references)
-        return float(np.mean((a > b) + 0.5 * (a == b)))
+    def config(self) -> dict:
+        fields = ("n_train", "n_heldout", "n_heldout_pairs", "n_human_pairs", "n_pretrain", "n_words", "post_distinct",
+                  "summary_size", "demo_temperature", "label_temperature", "filler_rate")  # fmt: skip
+        return {"seed": self.seed, **{f: getattr(self.params, f) for f in fields}}
