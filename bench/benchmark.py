@@ -268,7 +268,7 @@ def lock_rewrite(lock: Path, repeats: int = 3) -> dict:
 
 def scratch_copy(dest: Path) -> Path:
     """A fresh git repository holding the pipeline's tracked files, as a user's clone would."""
-    for name in ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/raw"):
         src = REPO_ROOT / name
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +29,23 @@ def wait_for_dvc_queue(ws: Path, env: dict, timeout_s: float = 900) -> str:
         if not any(word in status for word in ("Queued", "Running")) or time.monotonic() > deadline:
             return status
         time.sleep(3)
+
+
+WORKSPACE = ("dvc.yaml", "stages", "src", ".dvc", ".dvcignore", "data/raw")  # what a pipeline run needs of the repo
+
+
+def copy_repo(ws: Path, params: dict | None = None, extra: tuple[str, ...] = ()) -> Path:
+    """The pipeline's files in `ws` (no DVC cache or temp files) and, if given, `params` as its params.yaml."""
+    for name in (*WORKSPACE, *extra):
+        src, dst = ROOT / name, ws / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)
+    shutil.rmtree(ws / ".dvc" / "cache", ignore_errors=True)
+    (ws / ".dvc" / "config.local").unlink(missing_ok=True)
+    if params is not None:
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return ws
 
 
 def merged_params(overrides: dict | None = None) -> dict:

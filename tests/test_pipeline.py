@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, wait_for_dvc_queue
+from tests.conftest import ROOT, copy_repo, wait_for_dvc_queue
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +37,9 @@ def _run(args, cwd, env, check=True):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     ws = tmp_path_factory.mktemp("repo")
-    for name in ("dvc.yaml", "stages", "src", ".dvc", ".dvcignore"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, ws / name)
-    shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)
-    shutil.rmtree(ws / ".dvc" / "cache", ignore_errors=True)
     from tests.conftest import merged_params
 
-    micro = merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text()))
-    (ws / "params.yaml").write_text(yaml.safe_dump(micro, sort_keys=False))
+    copy_repo(ws, merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text())))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_EXP_NAME", None)
@@ -235,10 +228,7 @@ def test_training_stages_run_as_two_processes_and_agree_with_one(workspace, tmp_
     ws, env, _ = workspace
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "stages", "src", ".dvc", ".dvcignore", "presets"):
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, repo / name)
-    shutil.rmtree(repo / ".dvc" / "tmp", ignore_errors=True)
-    shutil.rmtree(repo / ".dvc" / "cache", ignore_errors=True)
+    copy_repo(repo, extra=("presets",))
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params.update(seeds=[0], iterations=params["iterations"][:1])
     params["distributed"] = {"num_processes": 2, "config_file": "presets/accelerate/multi_gpu.yaml"}

@@ -23,7 +23,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaFo
 from demo2reward.core.artifacts import read_jsonl
 from demo2reward.core.params import ParamsError, parse_params
 from demo2reward.tasks.tldr import tldr_prompt
-from tests.conftest import ROOT, deep_merge, merged_params
+from tests.conftest import ROOT, copy_repo, deep_merge, merged_params
 from tests.test_real_tasks import (
     cnndm_comparison,
     comparison,
@@ -124,15 +124,6 @@ def _run(args, cwd, env, check=True):
     return proc
 
 
-def _copy_repo(ws: Path, params: dict) -> None:
-    for name in ("dvc.yaml", "stages", "src", ".dvc", ".dvcignore"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, ws / name)
-    shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)
-    shutil.rmtree(ws / ".dvc" / "cache", ignore_errors=True)
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def _one(ws: Path, pattern: str) -> Path:
     found = sorted(ws.glob(pattern))
     assert len(found) == 1, (pattern, found)
@@ -141,7 +132,7 @@ def _one(ws: Path, pattern: str) -> Path:
 
 def repro_evaluations(ws: Path, params: dict) -> None:
     env = _env()
-    _copy_repo(ws, params)
+    copy_repo(ws, params)
     _run(["git", "init", "-q"], ws, env)
     _run(["git", "add", "-A"], ws, env)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], ws, env)

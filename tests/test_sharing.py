@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, merged_params, wait_for_dvc_queue
+from tests.conftest import ROOT, copy_repo, merged_params, wait_for_dvc_queue
 
 pytestmark = pytest.mark.slow
 # The README's `dvc exp show` recipe: what changed (no dependency hashes), and always the recovery ratio.
@@ -70,15 +69,9 @@ def repo(tmp_path_factory, mlflow_server):
     """A one-seed, K = 1 micro pipeline, reproduced with its runs on the MLflow server."""
     ws = tmp_path_factory.mktemp("shared") / "repo"
     ws.mkdir()
-    for name in ("dvc.yaml", "stages", "src", ".dvc", ".dvcignore"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, ws / name)
-    shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)
-    shutil.rmtree(ws / ".dvc" / "cache", ignore_errors=True)
-    (ws / ".dvc" / "config.local").unlink(missing_ok=True)
     params = merged_params(yaml.safe_load((ROOT / "tests" / "micro_params.yaml").read_text()))
     params.update(seeds=[0], irl_tracks=["irl"], iterations=[{"k": 1, "prev": "../sft"}])
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    copy_repo(ws, params)
     (ws / ".gitignore").write_text((ROOT / ".gitignore").read_text())
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.update(MLFLOW_TRACKING_URI=mlflow_server)

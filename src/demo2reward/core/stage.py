@@ -237,6 +237,8 @@ def _quiet_console(name: str) -> Iterator[None]:
             with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 yield
         except BaseException as err:
-            if not (isinstance(err, SystemExit) and err.code in (0, None)):
+            # An expected failure (bad input, a refused run) is its own one line; anything else points at the log.
+            expected = isinstance(err, DataFileError | StageError) or (isinstance(err, SystemExit) and err.code in (0, None))
+            if not expected:
                 print(f"{name}: failed; its output is in {log}", file=sys.stderr)
             raise

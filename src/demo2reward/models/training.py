@@ -69,13 +69,17 @@ def trainer_kwargs(output_dir: str, seed: int, p=None) -> dict:
 TOO_LONG_TOLERANCE = 0.01  # the fraction of a stage's examples that may exceed its max_length
 
 
+TOKENIZE_CHUNK = 2048  # conversations per batch: a tokenizer's encodings of 200k long rows at once took 8 GB
+
+
 def tokenize_conversations(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
     """Token ids of each conversation exactly as TRL's trainers make them (`apply_chat_template(tokenize=True)`:
-    the chat template rendered, then tokenised without special tokens), in one batch."""
-    if not conversations:
-        return []
-    texts = tokenizer.apply_chat_template(conversations, tokenize=False)
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    the chat template rendered, then tokenised without special tokens), in batches."""
+    ids: list[list[int]] = []
+    for start in range(0, len(conversations), TOKENIZE_CHUNK):
+        texts = tokenizer.apply_chat_template(conversations[start : start + TOKENIZE_CHUNK], tokenize=False)
+        ids += tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def token_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:

@@ -132,7 +132,11 @@ class DemosTask(Task):
                     f"{train_table.name}: {train_table.size} rows leave none to train on after holding out "
                     f"{KEY}.heldout_fraction = {o.heldout_fraction}"
                 )
-            heldout_table, heldout_order, train_order = train_table, order[:n_held], order[n_held:]
+            # A seeded shuffle's first rows; in file order (seed: null), the last rows.
+            heldout_order, train_order = (
+                (order[-n_held:], order[:-n_held]) if o.seed is None else (order[:n_held], order[n_held:])
+            )
+            heldout_table = train_table
             heldout_convert = convert
             rows.sources["heldout"] = {**rows.sources["train"], "heldout_fraction": o.heldout_fraction, "seed": o.seed}
         else:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from demo2reward.core.artifacts import DataFileError, iter_jsonl, repo_root
 from demo2reward.core.hub import hub_offline, offline_requested
@@ -366,6 +367,7 @@ def select(
         order = np.arange(table.size) if data.seed is None else np.random.default_rng(data.seed).permutation(table.size)
     kept: list[Row] = []
     skipped = Counter() if skipped is None else skipped
+    bar = tqdm(total=len(order) if n is None else n, desc=f"{Path(table.name).name}: {size_key}", unit="rows", leave=False)
     for start in range(0, len(order), _CHUNK):
         idx = [int(i) for i in order[start : start + _CHUNK]]
         for i, raw in zip(idx, table.take(idx), strict=True):
@@ -387,8 +389,15 @@ def select(
             else:
                 kept.append(row)
                 if n is not None and len(kept) == n:
+                    bar.close()
                     _log_skips(table.name, len(kept), skipped)
                     return kept
+            if n is None:
+                bar.update()
+        if n is not None:
+            bar.n = len(kept)
+            bar.refresh()
+    bar.close()
     _log_skips(table.name, len(kept), skipped)
     if n is not None:
         reasons = "; ".join(f"{c} {why}" for why, c in skipped.most_common()) or "none skipped"
