@@ -24,6 +24,7 @@ Results are merged into <workspace>/metrics/bench.json (keys `trainer_overhead`,
     python bench/benchmark.py --skip-trainers --noop .          # only the no-op `dvc repro`
     python bench/benchmark.py --skip-trainers --pipeline --seeds 0   # one seed from scratch, in a scratch clone
     python bench/benchmark.py --skip-trainers --pipeline --in-place  # `dvc repro` of the repo itself, timed
+    python bench/benchmark.py --skip-trainers --prepare-rows 200000  # `prepare` of your own data at UltraChat's size
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import gc
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -511,6 +513,70 @@ def bench_judge(pairs: int = 500) -> dict:
     }
 
 
+ENGLISH = ("the of and to in is that for it with as was on be by this are at from or an have not but they which you one "
+           "all were can there their what so if about would will more when no up out into has some")  # fmt: skip
+
+
+def demonstrations_file(path: Path, rows: int, seed: int = 0) -> Path:
+    """`rows` prompt/completion demonstrations of about 1 KB (UltraChat's first turns are ~0.4 KB + ~1 KB)."""
+    rng = random.Random(seed)
+    words = re.findall(r"\w+", ENGLISH)
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    with path.open("w") as f:
+        for i in range(rows):
+            row = {"prompt": f"Question {i}: {text(rng.randint(20, 120))}?", "completion": text(rng.randint(60, 250)) + "."}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def bench_prepare(rows: int, model: Path, repeats: int = 2) -> dict:
+    """`prepare` of the demos task on a `rows`-row JSONL, as a process of its own (no warm server): wall time and
+    peak RSS (the kernel's accounting of the finished process), median of `repeats` runs."""
+    import resource
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-") as scratch:
+        root = Path(scratch)
+        demos = demonstrations_file(root / "demos.jsonl", rows)
+        ws = root / "ws"
+        for name in ("dvc.yaml", "stages", "src", ".dvcignore", "data/raw"):
+            (ws / name).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy)(REPO_ROOT / name, ws / name)
+        raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+        raw["task"].update(name="demos", demos={**raw["task"]["demos"], "path": str(demos)})
+        raw["model"]["name_or_path"] = str(model)
+        raw["oracle_tracks"] = []
+        for section in ("sft", "reward", "spin"):
+            raw[section]["max_length"] = 512
+        (ws / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        env = {**os.environ, "DEMO2REWARD_WARM": "0", "PYTHONPATH": "src", "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'm.db'}"}
+        cmd = [sys.executable, "stages/prepare.py", "--data", "data/task", "--model", "models/init", "--metrics", "m.json"]
+        for _ in range(repeats):
+            shutil.rmtree(ws / "data" / "task", ignore_errors=True)
+            shutil.rmtree(ws / "models", ignore_errors=True)
+            start = time.perf_counter()
+            subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True)
+            wall = time.perf_counter() - start
+            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
+            runs.append((wall, peak_mb))
+        counts = json.loads((ws / "m.json").read_text())
+        file_mb = round(demos.stat().st_size / 1e6, 1)
+    return {
+        "rows": rows,
+        "file_mb": file_mb,
+        "wall_s": round(statistics.median(w for w, _ in runs), 1),
+        "wall_s_runs": [round(w, 1) for w, _ in runs],
+        "peak_rss_mb": round(max(m for _, m in runs)),
+        "train": counts["train"],
+        "heldout": counts["heldout"],
+        "length_check_sample": counts.get("length_check_sample", counts["train"]),
+        "tokenizer": model.name,
+    }
+
+
 def print_table(results: dict) -> None:
     overhead = results.get("trainer_overhead", {})
     if overhead:
@@ -540,6 +606,8 @@ def main() -> None:
     ap.add_argument("--stage-overhead", type=Path, metavar="DIR", help="time a tiny stage end to end in DIR (reproduced)")
     ap.add_argument("--parallel-queue", action="store_true", help="two queued one-seed experiments: 1 worker vs 2")
     ap.add_argument("--processes", action="store_true", help="reward and RL training throughput at 1 vs 2 processes")
+    ap.add_argument("--prepare-rows", type=int, metavar="N", help="time `prepare` of the demos task on an N-row JSONL")
+    ap.add_argument("--model", type=Path, default=REPO_ROOT / ".cache" / "smollm2-135m-instruct", help="its base (tokenizer)")
     args = ap.parse_args()
     if args.n < 1 or args.policy_steps < 1 or args.repeats < 1:
         ap.error("--n, --policy-steps and --repeats must be at least 1")
@@ -563,6 +631,9 @@ def main() -> None:
     if args.processes:
         results["processes"] = bench_processes(ws)
         print(json.dumps(results["processes"], indent=2))
+    if args.prepare_rows:
+        results["prepare_rows"] = bench_prepare(args.prepare_rows, args.model.resolve(), args.repeats)
+        print(json.dumps(results["prepare_rows"], indent=2))
     if args.judge:
         results["judge"] = bench_judge()
         print(json.dumps(results["judge"], indent=2))
@@ -578,7 +649,8 @@ def main() -> None:
         print(json.dumps(timing, indent=2))
     if not results:
         ap.error(
-            "nothing to do: --skip-trainers without --noop, --judge, --pipeline, --stage-overhead, --parallel-queue, --processes"
+            "nothing to do: --skip-trainers without --noop, --judge, --pipeline, --stage-overhead, --parallel-queue, "
+            "--processes, --prepare-rows"
         )
 
     out = ws / "metrics/bench.json"

@@ -39,7 +39,10 @@ def copy_repo(ws: Path, params: dict | None = None, extra: tuple[str, ...] = ())
     for name in (*WORKSPACE, *extra):
         src, dst = ROOT / name, ws / name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)  # data/raw may already hold the test's own files
+        else:
+            shutil.copy(src, dst)
     shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)
     shutil.rmtree(ws / ".dvc" / "cache", ignore_errors=True)
     (ws / ".dvc" / "config.local").unlink(missing_ok=True)

@@ -161,7 +161,7 @@ def evaluate_policy(
                 reward_fn(pref_prompts, [h["chosen"] for h in heldout_prefs]),
                 reward_fn(pref_prompts, [h["rejected"] for h in heldout_prefs]),
             )
-        if gold is not None:
+        if gold is not None and pp_prompts:  # a coarse gold reward (a verifier's 0/1) may tie every pair of samples
             metrics["reward_accuracy_policy_pairs"] = _pair_accuracy(
                 reward_fn(pp_prompts, pp_chosen), reward_fn(pp_prompts, pp_rejected)
             )
