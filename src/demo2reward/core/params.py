@@ -174,11 +174,12 @@ class DemosTaskParams(DataTaskParams):
     columns: ColumnParams = Field(default_factory=ColumnParams, description="Column names, for data that names them otherwise.")
     heldout_split: str | None = Field(None, description="Held-out rows from this split of `path`.")
     heldout_path: str | None = Field(None, description="Held-out rows from this file, folder or hub id (same format).")
-    heldout_fraction: float = Field(
-        0.1,
+    heldout_fraction: float | None = Field(
+        None,
         gt=0,
         lt=1,
-        description="With neither heldout_split nor heldout_path: this seeded fraction of your demonstrations is held out.",
+        description="With neither heldout_split nor heldout_path: this seeded fraction of your demonstrations is held "
+        "out; null = 0.1.",
     )
     prefs_path: str | None = Field(
         None,
@@ -193,10 +194,8 @@ class DemosTaskParams(DataTaskParams):
 
     @model_validator(mode="after")
     def _one_heldout_source(self) -> DemosTaskParams:
-        named = [k for k in ("heldout_split", "heldout_path") if getattr(self, k) is not None]
-        if "heldout_fraction" in self.model_fields_set:
-            named.append("heldout_fraction")
-        if len(named) > 1:
+        named = [k for k in ("heldout_split", "heldout_path", "heldout_fraction") if getattr(self, k) is not None]
+        if "heldout_fraction" in named and len(named) > 1:
             raise ValueError(f"held-out rows come from one source; set one of {', '.join(named)}")
         if self.n_human_pairs and self.human_prefs_path is None:
             raise ValueError("n_human_pairs: name human_prefs_path, the training preference pairs to draw from")

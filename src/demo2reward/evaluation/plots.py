@@ -32,11 +32,17 @@ def _iteration_axis(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+FALLBACK_CURVES = ("kl_to_sft", "response_length_mean")  # what every run has, for a task with no gold reward nor pairs
+
+
 def plot_curves(agg: Aggregated, path: Path) -> None:
-    """Seed mean per iteration with its 95% CI band, one line per track."""
+    """Seed mean per iteration with its 95% CI band, one line per track; a panel per metric that the run has."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
-    for ax, metric in zip(axes, CURVES, strict=True):
+    present = {key for by_k in agg.values() for m in by_k.values() for key in m}
+    panels = [m for m in CURVES if m in present] or [m for m in FALLBACK_CURVES if m in present]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, metric in zip(axes, panels, strict=True):
         # SFT's reward accuracy is its implicit reward's, not a learned RM's: a separate point, not the curve's start.
         joined = metric != "reward_accuracy"
         if not joined and metric in agg.get("sft", {}).get(0, {}):
@@ -56,7 +62,8 @@ def plot_curves(agg: Aggregated, path: Path) -> None:
     legend = {}  # every track once, from whichever panel drew it (the oracle has no reward accuracy)
     for ax in axes:
         legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
     save_figure(fig, path, rect=(0, 0.08, 1, 1))
 
 

@@ -237,9 +237,12 @@ def write_report(
         "With one seed the bracket is a bootstrap over that seed's held-out prompts, and no claim gets a verdict.",
         "*Best* is the iteration with the highest mean `win_rate_vs_demos`, picked on the same held-out prompts, so it",
         "is optimistic; *final* is iteration K. SFT's `reward_accuracy` is its implicit reward log π_sft − log π_base",
-        "(DPO-style); SPIN's is its implicit reward β·log(π_k / π_{k-1}); IRL's is its explicit reward model's.",
-        "The oracle track trains on the true reward r* (an upper bound) and has no learned reward.",
+        "(DPO-style); "
+        + ("SPIN's is its implicit reward β·log(π_k / π_{k-1}); " if "spin" in agg else "")
+        + "IRL's is its explicit reward model's.",
     ]
+    if "oracle" in agg:
+        lines += ["The oracle track trains on the true reward r* (an upper bound) and has no learned reward."]
     lines += _absent_lines(agg, task)
     if extra:
         lines += ["Benchmark columns grade the first seed's policies only."]
@@ -298,7 +301,7 @@ def write_report(
         "",
         "## Figures",
         "",
-        "Per iteration, seed means with 95% CI bands, IRL against SPIN and the oracle upper bound:",
+        f"Per iteration, seed means with 95% CI bands, {_against(agg)}:",
         "",
         "![curves](plots/curves.png)",
         "",
@@ -312,6 +315,12 @@ def write_report(
     with atomic_file(out_dir / "report.md") as f:
         f.write("\n".join(lines))
     return summary, agg
+
+
+def _against(agg: Aggregated) -> str:
+    """The figure's tracks, in words: "IRL against SPIN and the oracle upper bound" when every baseline ran."""
+    baselines = [name for track, name in (("spin", "SPIN"), ("oracle", "the oracle upper bound")) if track in agg]
+    return "IRL against " + " and ".join(baselines) if baselines else "IRL and SFT"
 
 
 def _absent_lines(agg: Aggregated, task: TaskInfo | None) -> list[str]:

@@ -126,11 +126,12 @@ class DemosTask(Task):
         rows.sources["train"] = self._provenance(o.path, o.split)
         order = _order(train_table.size, o.seed)
         if o.heldout_split is None and o.heldout_path is None:
-            n_held = max(1, round(o.heldout_fraction * train_table.size))
+            fraction = 0.1 if o.heldout_fraction is None else o.heldout_fraction
+            n_held = max(1, round(fraction * train_table.size))
             if n_held >= train_table.size:
                 raise TaskDataError(
                     f"{train_table.name}: {train_table.size} rows leave none to train on after holding out "
-                    f"{KEY}.heldout_fraction = {o.heldout_fraction}"
+                    f"{KEY}.heldout_fraction = {fraction}"
                 )
             # A seeded shuffle's first rows; in file order (seed: null), the last rows.
             heldout_order, train_order = (
@@ -138,7 +139,7 @@ class DemosTask(Task):
             )
             heldout_table = train_table
             heldout_convert = convert
-            rows.sources["heldout"] = {**rows.sources["train"], "heldout_fraction": o.heldout_fraction, "seed": o.seed}
+            rows.sources["heldout"] = {**rows.sources["train"], "heldout_fraction": fraction, "seed": o.seed}
         else:
             location = o.heldout_path or o.path
             split = o.heldout_split or "test"
